@@ -1,0 +1,227 @@
+"""VQ tokenizer: convolutional encoder/decoder with residual blocks (MaskGIT / taming VQGAN family).
+
+The downsampling factor is f = 2 ** (len(ch_mult) - 1): ch_mult=(1, 2, 2) gives f=4 (28x28 -> 7x7
+tokens), ch_mult=(1, 1, 2, 2, 4) gives f=16 (256x256 -> 16x16 tokens, MaskGIT's setting).
+Images whose side is not a multiple of f are padded (edge replication) inside `encode` and cropped
+back inside `decode`, so callers always work at the dataset's native size.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..io import (AutonatError, atomic_save_tensors, atomic_write_json, config_from_dict,
+                  config_to_dict, dir_identity, load_json, load_tensors)
+from .quantizer import QuantizerOutput, VectorQuantizer
+
+
+@dataclass(frozen=True)
+class TokenizerConfig:
+    """Architecture of a VQ tokenizer (saved as config.json beside model.safetensors)."""
+    image_size: int = 28            # native side of the (square) images
+    channels: int = 1               # 1 = grayscale, 3 = RGB
+    base_channels: int = 32
+    ch_mult: tuple[int, ...] = (1, 2, 2)
+    num_res_blocks: int = 1
+    codebook_size: int = 1024
+    codebook_dim: int = 16          # lookup space (cosine similarity)
+    beta: float = 0.25              # commitment weight
+    ema_decay: float = 0.99
+    dead_threshold: float = 0.1     # restart codes used < 10% of the mean rate
+
+    def __post_init__(self):
+        if len(self.ch_mult) < 1:
+            raise AutonatError("ch_mult must have at least one entry")
+        if self.channels not in (1, 3):
+            raise AutonatError(f"channels must be 1 or 3, got {self.channels}")
+        if self.codebook_size < 2:
+            raise AutonatError("codebook_size must be >= 2")
+
+    @property
+    def factor(self) -> int:
+        return 2 ** (len(self.ch_mult) - 1)
+
+    @property
+    def padded_size(self) -> int:
+        return math.ceil(self.image_size / self.factor) * self.factor
+
+    @property
+    def grid_size(self) -> int:
+        return self.padded_size // self.factor
+
+
+# ----------------------------------------------------------------------------------------------
+# Building blocks
+# ----------------------------------------------------------------------------------------------
+
+def _norm(c: int) -> nn.GroupNorm:
+    return nn.GroupNorm(num_groups=min(32, c // 4) if c >= 8 else 1, num_channels=c, eps=1e-6)
+
+
+class ResBlock(nn.Module):
+    """GroupNorm -> SiLU -> conv3x3, twice, with a (1x1-projected) identity path."""
+
+    def __init__(self, cin: int, cout: int):
+        super().__init__()
+        self.body = nn.Sequential(_norm(cin), nn.SiLU(), nn.Conv2d(cin, cout, 3, padding=1),
+                                  _norm(cout), nn.SiLU(), nn.Conv2d(cout, cout, 3, padding=1))
+        self.skip = nn.Conv2d(cin, cout, 1) if cin != cout else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.skip(x) + self.body(x)
+
+
+class Encoder(nn.Module):
+    def __init__(self, cfg: TokenizerConfig):
+        super().__init__()
+        ch = [cfg.base_channels * m for m in cfg.ch_mult]
+        layers: list[nn.Module] = [nn.Conv2d(cfg.channels, ch[0], 3, padding=1)]
+        cin = ch[0]
+        for level, c in enumerate(ch):
+            for _ in range(cfg.num_res_blocks):
+                layers.append(ResBlock(cin, c))
+                cin = c
+            if level < len(ch) - 1:
+                layers.append(nn.Conv2d(c, c, 3, stride=2, padding=1))
+        layers += [ResBlock(cin, cin), _norm(cin), nn.SiLU(), nn.Conv2d(cin, cfg.codebook_dim, 1)]
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+class Decoder(nn.Module):
+    def __init__(self, cfg: TokenizerConfig):
+        super().__init__()
+        ch = [cfg.base_channels * m for m in cfg.ch_mult][::-1]
+        layers: list[nn.Module] = [nn.Conv2d(cfg.codebook_dim, ch[0], 3, padding=1), ResBlock(ch[0], ch[0])]
+        cin = ch[0]
+        for level, c in enumerate(ch):
+            for _ in range(cfg.num_res_blocks):
+                layers.append(ResBlock(cin, c))
+                cin = c
+            if level < len(ch) - 1:
+                layers += [nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(c, c, 3, padding=1)]
+        layers += [_norm(cin), nn.SiLU(), nn.Conv2d(cin, cfg.channels, 3, padding=1)]
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.net(z)
+
+
+# ----------------------------------------------------------------------------------------------
+# Tokenizer
+# ----------------------------------------------------------------------------------------------
+
+class Tokenizer(nn.Module):
+    """Images in [0, 1] <-> token ids. `encode`/`decode` are inference helpers (no grad, eval
+    semantics); `forward` is the training path returning reconstruction + quantizer statistics."""
+
+    def __init__(self, config: TokenizerConfig):
+        super().__init__()
+        self.config = config
+        self.encoder = Encoder(config)
+        self.quantizer = VectorQuantizer(config.codebook_size, config.codebook_dim, config.beta,
+                                         config.ema_decay, config.dead_threshold)
+        self.decoder = Decoder(config)
+        self.identity = ""
+
+    @property
+    def codebook_size(self) -> int:
+        return self.config.codebook_size
+
+    @property
+    def grid_size(self) -> tuple[int, int]:
+        return (self.config.grid_size, self.config.grid_size)
+
+    @property
+    def num_tokens(self) -> int:
+        return self.config.grid_size ** 2
+
+    # -- pixels <-> latent ----------------------------------------------------------------
+    def _check_images(self, x: torch.Tensor) -> None:
+        c, s = self.config.channels, self.config.image_size
+        if x.ndim != 4 or x.shape[1] != c or x.shape[2] != s or x.shape[3] != s:
+            raise AutonatError(f"tokenizer expects images [B, {c}, {s}, {s}], got {list(x.shape)}")
+
+    def _pad(self, x: torch.Tensor) -> torch.Tensor:
+        p = self.config.padded_size - self.config.image_size
+        if p == 0:
+            return x
+        return F.pad(x, (p // 2, p - p // 2, p // 2, p - p // 2), mode="replicate")
+
+    def _crop(self, x: torch.Tensor) -> torch.Tensor:
+        p = self.config.padded_size - self.config.image_size
+        if p == 0:
+            return x
+        s = self.config.image_size
+        return x[..., p // 2:p // 2 + s, p // 2:p // 2 + s]
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, QuantizerOutput]:
+        """Training path: images [B, C, H, W] in [0, 1] -> (reconstruction logits-space in [~0, ~1],
+        quantizer output)."""
+        z = self.encoder(self._pad(images) * 2 - 1)
+        q = self.quantizer(z)
+        recon = self._crop(self.decoder(q.quantized.to(z.dtype)))
+        return (recon + 1) / 2, q
+
+    @torch.no_grad()
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        """float images [B, C, H, W] in [0, 1] -> token ids LongTensor [B, h, w]."""
+        self._check_images(images)
+        z = self.encoder(self._pad(images.to(self.codebook_device)) * 2 - 1)
+        z = F.normalize(z.float(), dim=1)
+        b, d, h, w = z.shape
+        idx = self.quantizer.nearest(z.permute(0, 2, 3, 1).reshape(-1, d))
+        return idx.view(b, h, w)
+
+    @torch.no_grad()
+    def decode(self, tokens: torch.Tensor) -> torch.Tensor:
+        """token ids [B, h, w] (or [B, h*w]) -> float images [B, C, H, W] in [0, 1]."""
+        g = self.config.grid_size
+        if tokens.ndim == 2 and tokens.shape[1] == g * g:
+            tokens = tokens.view(-1, g, g)
+        if tokens.ndim != 3 or tuple(tokens.shape[1:]) != (g, g):
+            raise AutonatError(f"tokenizer expects tokens [B, {g}, {g}], got {list(tokens.shape)}")
+        if tokens.numel() and (int(tokens.min()) < 0 or int(tokens.max()) >= self.codebook_size):
+            raise AutonatError(f"token ids must lie in [0, {self.codebook_size}); got range "
+                               f"[{int(tokens.min())}, {int(tokens.max())}] (is a [MASK] id left?)")
+        q = self.quantizer.lookup(tokens.to(self.codebook_device).long())
+        return ((self._crop(self.decoder(q)) + 1) / 2).float().clamp(0, 1)
+
+    @property
+    def codebook_device(self) -> torch.device:
+        return self.quantizer.codebook.device
+
+    # -- persistence ----------------------------------------------------------------------
+    def save_pretrained(self, path: str | Path) -> None:
+        # File by file (weights first): `path` may also hold a training run worth keeping.
+        path = Path(path)
+        atomic_save_tensors(path / "model.safetensors", self.state_dict())
+        atomic_write_json(path / "config.json", {"kind": "tokenizer", **config_to_dict(self.config)})
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str | Path, device: str | torch.device = "cpu") -> "Tokenizer":
+        from ..assets import resolve
+        path = resolve("tokenizer", name_or_path)
+        cfg = dict(load_json(path / "config.json"))
+        if cfg.pop("kind", "tokenizer") != "tokenizer":
+            raise AutonatError(f"{path} is not a tokenizer directory")
+        model = cls(config_from_dict(TokenizerConfig, cfg, what=f"{path}/config.json"))
+        state = load_tensors(path / "model.safetensors")
+        missing, unexpected = model.load_state_dict({k: v.float() for k, v in state.items()}, strict=False)
+        if missing or unexpected:
+            raise AutonatError(f"{path}: weights do not match config (missing {missing[:3]}, "
+                               f"unexpected {unexpected[:3]})")
+        model.identity = dir_identity(path)
+        return model.to(device).eval()
+
+
+def load(name_or_path: str | Path = "fashion-mnist", device: str | torch.device = "cpu") -> Tokenizer:
+    """Load a tokenizer by shipped name (``fashion-mnist``) or directory."""
+    return Tokenizer.from_pretrained(name_or_path, device)

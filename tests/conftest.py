@@ -1,0 +1,78 @@
+"""Shared fixtures: tiny random-init models and data so tests run in seconds on a CPU."""
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+os.environ.setdefault("AUTONAT_PROGRESS", "0")
+torch.set_num_threads(min(2, torch.get_num_threads()))
+
+from autonat.data import ArrayDataset, find_fashion_mnist  # noqa: E402
+from autonat.tokenizer import Tokenizer, TokenizerConfig  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory, monkeypatch):
+    """Reference-statistics and download caches go to a per-session temp dir."""
+    monkeypatch.setenv("AUTONAT_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+
+
+def tiny_tokenizer(codebook_size: int = 32, seed: int = 0, image_size: int = 28) -> Tokenizer:
+    torch.manual_seed(seed)
+    tok = Tokenizer(TokenizerConfig(image_size=image_size, base_channels=8, ch_mult=(1, 2, 2),
+                                    codebook_size=codebook_size, codebook_dim=8)).eval()
+    tok.identity = f"tiny-{codebook_size}-{seed}"
+    return tok
+
+
+def random_images(n: int, seed: int = 0, size: int = 28) -> ArrayDataset:
+    g = torch.Generator().manual_seed(seed)
+    imgs = (torch.rand(n, 1, size, size, generator=g) * 255).to(torch.uint8)
+    labels = torch.arange(n) % 10
+    return ArrayDataset(imgs, labels, tuple(str(i) for i in range(10)), identity=f"rand:{n}:{seed}")
+
+
+@pytest.fixture
+def tok():
+    return tiny_tokenizer()
+
+
+@pytest.fixture
+def token_cache(tmp_path, tok):
+    from autonat.tokens import write_token_cache
+    return write_token_cache(tok, random_images(64), tmp_path / "cache", hflip=True, batch_size=16,
+                             tokenizer_name="tiny", show_progress=False)
+
+
+@pytest.fixture
+def fmnist_root():
+    root = find_fashion_mnist()
+    if root is None:
+        pytest.skip("Fashion-MNIST not installed (apt-get install dataset-fashion-mnist)")
+    return root
+
+
+def tiny_uvit(codebook_size=32, seq_len=49, num_classes=10, seed=0):
+    from autonat.models.registry import build_model, model_config
+    torch.manual_seed(seed)
+    return build_model("uvit", model_config("uvit", "tiny", codebook_size=codebook_size, seq_len=seq_len,
+                                            num_classes=num_classes)).eval()
+
+
+def tiny_enat(codebook_size=32, seq_len=49, num_classes=10, seed=0, decoder_depth=1):
+    from dataclasses import replace
+
+    from autonat.models.registry import build_model, model_config
+    torch.manual_seed(seed)
+    cfg = replace(model_config("enat", "tiny", codebook_size=codebook_size, seq_len=seq_len,
+                               num_classes=num_classes), decoder_depth=decoder_depth)
+    m = build_model("enat", cfg).eval()
+    # adaLN-Zero starts every block as the identity; perturb so tests exercise real computation.
+    with torch.no_grad():
+        for p in m.parameters():
+            if p.abs().sum() == 0 and p.ndim >= 1:
+                p.add_(torch.randn_like(p) * 0.02)
+    return m
+

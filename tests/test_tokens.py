@@ -1,0 +1,57 @@
+"""Token cache: round trip, resume after interruption, refusal of a foreign tokenizer."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from autonat.io import AutonatError
+from autonat.tokens import TokenCache, write_token_cache
+
+from conftest import random_images, tiny_tokenizer
+
+
+def test_roundtrip(token_cache, tok):
+    ds = random_images(64)
+    assert len(token_cache) == 64 and token_cache.tokens.shape == (64, 2, 49)
+    x = ds.images[:5].float() / 255
+    assert torch.equal(torch.from_numpy(token_cache.tokens[:5, 0].astype("int64")), tok.encode(x).flatten(1))
+    assert torch.equal(torch.from_numpy(token_cache.tokens[:5, 1].astype("int64")),
+                       tok.encode(x.flip(-1)).flatten(1))
+    ids, labels = token_cache.batch(torch.tensor([3, 1]), torch.tensor([1, 0]))
+    assert ids.shape == (2, 49) and labels.tolist() == [3, 1]
+    assert token_cache.manifest["tokenizer_identity"] == tok.identity
+    assert token_cache.manifest["count"] == 64 and token_cache.manifest["grid"] == [7, 7]
+    assert TokenCache.open(token_cache.path).manifest == token_cache.manifest
+
+
+def test_interrupted_run_resumes(tmp_path):
+    tok = tiny_tokenizer()
+    ds = random_images(40)
+    calls = {"n": 0}
+    real = tok.encode
+
+    def flaky(x):
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise KeyboardInterrupt
+        return real(x)
+
+    tok.encode = flaky
+    with pytest.raises(KeyboardInterrupt):
+        write_token_cache(tok, ds, tmp_path / "c", batch_size=10, chunk=10, show_progress=False)
+    with pytest.raises(AutonatError, match="unfinished"):
+        TokenCache.open(tmp_path / "c")
+    tok.encode = real
+    calls["n"] = 0
+    cache = write_token_cache(tok, ds, tmp_path / "c", batch_size=10, chunk=10, show_progress=False)
+    ref = write_token_cache(tiny_tokenizer(), ds, tmp_path / "ref", batch_size=10, show_progress=False)
+    assert (cache.tokens == ref.tokens).all()
+    assert not (tmp_path / "c" / "progress.json").exists()
+
+
+def test_foreign_tokenizer_refused(token_cache):
+    other = tiny_tokenizer(seed=1)
+    with pytest.raises(AutonatError, match="made by tokenizer 'tiny'"):
+        write_token_cache(other, random_images(64), token_cache.path, show_progress=False)
+    with pytest.raises(AutonatError, match="tiny"):
+        token_cache.check_tokenizer(other.identity, "other")
