@@ -1,0 +1,167 @@
+"""Training strategy: mask-ratio distributions p(r) and mask sampling.
+
+A training example with N tokens gets a mask ratio r ~ p(r) and exactly
+ceil(r * N) masked positions (clamped to [1, N]), chosen uniformly at random (paper Sec. 3.1).
+Distributions are first-class objects with a compact text spec used by the CLI and configs:
+
+  beta:12,3     Beta(alpha=12, beta=3)   (AutoNAT's released training strategy, mean 0.8)
+  arccos        MaskGIT's heuristic p(r) = 2 / (pi sqrt(1 - r^2)), i.e. r = cos(pi u / 2), u ~ U(0, 1)
+  fixed:0.8     r = 0.8 always (the paper's Table 2 baseline)
+  uniform       r ~ U(0, 1); `uniform:0.1,0.9` for U(0.1, 0.9)
+
+Every draw takes an explicit `torch.Generator`.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from scipy.special import betaincinv
+
+from .io import AutonatError
+
+_EPS = 1e-6  # ceil(r*N - eps): r*N that is an integer up to float error is not rounded up
+
+
+class MaskRatioDistribution:
+    """p(r) on [0, 1]."""
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        u = torch.rand(n, generator=generator, dtype=torch.float64)
+        return self.icdf(u).float().clamp(0.0, 1.0)
+
+    def icdf(self, u: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    @property
+    def spec(self) -> str:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def __str__(self) -> str:
+        return self.spec
+
+
+@dataclass(frozen=True)
+class Beta(MaskRatioDistribution):
+    alpha: float
+    beta: float
+
+    def __post_init__(self):
+        if not (self.alpha > 0 and self.beta > 0):
+            raise AutonatError(f"Beta(alpha, beta) needs alpha, beta > 0; got {self.alpha}, {self.beta}")
+
+    def icdf(self, u):
+        return torch.from_numpy(betaincinv(self.alpha, self.beta, u.numpy()))
+
+    @property
+    def mean(self) -> float:
+        return self.alpha / (self.alpha + self.beta)
+
+    @property
+    def spec(self) -> str:
+        return f"beta:{self.alpha:g},{self.beta:g}"
+
+
+@dataclass(frozen=True)
+class Arccos(MaskRatioDistribution):
+    def icdf(self, u):
+        return torch.cos(u * (math.pi / 2))
+
+    @property
+    def mean(self) -> float:
+        return 2 / math.pi
+
+    @property
+    def spec(self) -> str:
+        return "arccos"
+
+
+@dataclass(frozen=True)
+class Fixed(MaskRatioDistribution):
+    r: float
+
+    def __post_init__(self):
+        if not 0.0 <= self.r <= 1.0:
+            raise AutonatError(f"fixed mask ratio must lie in [0, 1], got {self.r}")
+
+    def icdf(self, u):
+        return torch.full_like(u, self.r)
+
+    @property
+    def mean(self) -> float:
+        return self.r
+
+    @property
+    def spec(self) -> str:
+        return f"fixed:{self.r:g}"
+
+
+@dataclass(frozen=True)
+class Uniform(MaskRatioDistribution):
+    low: float = 0.0
+    high: float = 1.0
+
+    def __post_init__(self):
+        if not 0.0 <= self.low <= self.high <= 1.0:
+            raise AutonatError(f"uniform mask ratio needs 0 <= low <= high <= 1, got {self.low}, {self.high}")
+
+    def icdf(self, u):
+        return self.low + (self.high - self.low) * u
+
+    @property
+    def mean(self) -> float:
+        return (self.low + self.high) / 2
+
+    @property
+    def spec(self) -> str:
+        return "uniform" if (self.low, self.high) == (0.0, 1.0) else f"uniform:{self.low:g},{self.high:g}"
+
+
+def parse_mask_dist(spec: str | MaskRatioDistribution) -> MaskRatioDistribution:
+    """Parse `beta:A,B`, `arccos`, `fixed:R`, `uniform[:LO,HI]` (see module docstring)."""
+    if isinstance(spec, MaskRatioDistribution):
+        return spec
+    name, _, args = str(spec).strip().lower().partition(":")
+    try:
+        nums = [float(a) for a in args.split(",")] if args else []
+    except ValueError:
+        raise AutonatError(f"bad mask-ratio distribution {spec!r}: arguments must be numbers") from None
+    table = {"beta": (Beta, 2), "arccos": (Arccos, 0), "cosine": (Arccos, 0), "fixed": (Fixed, 1),
+             "uniform": (Uniform, None)}
+    if name not in table:
+        raise AutonatError(f"unknown mask-ratio distribution {spec!r}; use beta:A,B | arccos | "
+                           f"fixed:R | uniform[:LO,HI]")
+    cls, arity = table[name]
+    if arity is not None and len(nums) != arity:
+        raise AutonatError(f"mask-ratio distribution {name} takes {arity} number(s), got {spec!r}")
+    if cls is Uniform and len(nums) not in (0, 2):
+        raise AutonatError(f"uniform takes no arguments or LO,HI; got {spec!r}")
+    return cls(*nums)
+
+
+# ----------------------------------------------------------------------------------------------
+# Masks
+# ----------------------------------------------------------------------------------------------
+
+def masked_count(r: torch.Tensor, num_tokens: int) -> torch.Tensor:
+    """Number of masked tokens for ratio(s) r: ceil(r N) clamped to [1, N] (int64)."""
+    k = torch.ceil(r.double() * num_tokens - _EPS).long()
+    return k.clamp(1, num_tokens)
+
+
+def random_mask(counts: torch.Tensor, num_tokens: int, generator: torch.Generator | None = None,
+                device: torch.device | str | None = None) -> torch.Tensor:
+    """Bool mask [B, N] with exactly counts[b] True entries per row, at uniformly random positions."""
+    b = counts.shape[0]
+    noise = torch.rand(b, num_tokens, generator=generator)
+    rank = noise.argsort(dim=1).argsort(dim=1)
+    mask = rank < counts.view(-1, 1)
+    return mask.to(device) if device is not None else mask
+
+
+def sample_training_mask(dist: MaskRatioDistribution, batch: int, num_tokens: int,
+                         generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Draw r ~ p(r) per example and the matching mask. Returns (mask [B, N] bool, r [B])."""
+    r = dist.sample(batch, generator)
+    return random_mask(masked_count(r, num_tokens), num_tokens, generator), r

@@ -1,0 +1,200 @@
+"""ENAT (arXiv 2411.06959): visible tokens and [MASK] tokens are processed by different networks.
+
+* Visible-token encoder (depth E): attends among visible tokens only - [MASK] tokens never enter
+  it, so visible representations are built from visible tokens alone (spatial disentangling).
+* [MASK]-token decoder (depth D, 1-2): SC-Attention - queries from the [MASK] tokens; keys/values
+  are [encoded visible features (own K/V projection, own non-affine LayerNorm + modulation) ;
+  the [MASK] tokens themselves].
+* Computation reuse across steps (temporal): a cache holds the final features of every token that
+  has been encoded. At each step only the *newly decoded* tokens are encoded; their attention
+  context is the cached features passed through a residual projection x + MLP(LN(x)) (as
+  released); the decoder attends to all visible features (cached + new).
+* Class conditioning: adaLN-Zero (as released) from a class embedding with a null id C for
+  guidance. Chosen over an in-context token because the encoder may see very few tokens
+  (1 at the first reuse steps) and modulation conditions every token directly.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+
+from ..io import AutonatError
+from .layers import Mlp, TiedHead, gather_positions, init_weights, sdpa
+
+
+@dataclass(frozen=True)
+class ENATConfig:
+    """ENAT architecture (saved in the model's config.json)."""
+    codebook_size: int = 1024
+    seq_len: int = 49
+    num_classes: int = 10
+    dim: int = 256
+    encoder_depth: int = 8          # E: blocks over visible tokens
+    decoder_depth: int = 1          # D: SC-Attention blocks over [MASK] tokens
+    heads: int = 4
+    mlp_ratio: float = 4.0
+    dropout: float = 0.1
+    qkv_bias: bool = False
+
+    def __post_init__(self):
+        if self.encoder_depth < 1 or self.decoder_depth < 1:
+            raise AutonatError("ENAT needs encoder_depth >= 1 and decoder_depth >= 1")
+        if self.dim % self.heads:
+            raise AutonatError(f"dim {self.dim} must be divisible by heads {self.heads}")
+
+
+@dataclass
+class ENATCache:
+    """Features of encoded tokens, threaded through the sampler (one per guidance pass)."""
+    features: torch.Tensor   # [B, N, d] final encoder features (valid where `encoded`)
+    encoded: torch.Tensor    # [B, N] bool, positions whose features are cached
+
+
+def _modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    return x * (1 + scale.unsqueeze(1)) + shift.unsqueeze(1)
+
+
+class SCBlock(nn.Module):
+    """adaLN-Zero Transformer block with SC-Attention: queries from its own tokens, keys/values
+    from [context tokens ; own tokens]. Without context it is plain self-attention."""
+
+    def __init__(self, dim: int, heads: int, mlp_ratio: float, qkv_bias: bool):
+        super().__init__()
+        self.heads = heads
+        self.norm1 = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
+        self.norm_ctx = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
+        self.norm2 = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
+        self.qkv = nn.Linear(dim, 3 * dim, bias=qkv_bias)
+        self.kv_ctx = nn.Linear(dim, 2 * dim, bias=qkv_bias)
+        self.proj = nn.Linear(dim, dim)
+        self.mlp = Mlp(dim, mlp_ratio)
+        # shift/scale/gate (attn), shift/scale/gate (mlp), shift/scale (context)
+        self.ada = nn.Sequential(nn.SiLU(), nn.Linear(dim, 8 * dim))
+
+    def forward(self, x: torch.Tensor, c: torch.Tensor, ctx: torch.Tensor | None) -> torch.Tensor:
+        b, n, d = x.shape
+        h = self.heads
+        sh1, sc1, g1, sh2, sc2, g2, shc, scc = self.ada(c).chunk(8, dim=-1)
+        q, k, v = self.qkv(_modulate(self.norm1(x), sh1, sc1)).view(b, n, 3, h, d // h).unbind(2)
+        if ctx is not None and ctx.shape[1] > 0:
+            kc, vc = self.kv_ctx(_modulate(self.norm_ctx(ctx), shc, scc)).view(
+                b, ctx.shape[1], 2, h, d // h).unbind(2)
+            k, v = torch.cat([kc, k], 1), torch.cat([vc, v], 1)
+        out = sdpa(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
+        x = x + g1.unsqueeze(1) * self.proj(out.transpose(1, 2).reshape(b, n, d))
+        return x + g2.unsqueeze(1) * self.mlp(_modulate(self.norm2(x), sh2, sc2))
+
+
+class ENAT(nn.Module):
+    """Disentangled NAT with feature reuse. See module docstring."""
+    arch = "enat"
+
+    def __init__(self, config: ENATConfig):
+        super().__init__()
+        self.config = c = config
+        self.token_emb = nn.Embedding(c.codebook_size + 1, c.dim)
+        self.class_emb = nn.Embedding(c.num_classes + 1, c.dim)
+        self.pos_emb = nn.Parameter(torch.zeros(1, c.seq_len, c.dim))
+        self.dropout = nn.Dropout(c.dropout)
+        self.encoder = nn.ModuleList([SCBlock(c.dim, c.heads, c.mlp_ratio, c.qkv_bias)
+                                      for _ in range(c.encoder_depth)])
+        self.enc_norm = nn.LayerNorm(c.dim)
+        self.reuse_norm = nn.LayerNorm(c.dim)
+        self.reuse_mlp = Mlp(c.dim, 1.0)       # cached features -> context: x + MLP(LN(x))
+        self.decoder = nn.ModuleList([SCBlock(c.dim, c.heads, c.mlp_ratio, c.qkv_bias)
+                                      for _ in range(c.decoder_depth)])
+        self.out_norm = nn.LayerNorm(c.dim, elementwise_affine=False, eps=1e-6)
+        self.out_ada = nn.Sequential(nn.SiLU(), nn.Linear(c.dim, 2 * c.dim))
+        self.head = TiedHead(c.dim, c.codebook_size)
+        init_weights(self)
+        nn.init.trunc_normal_(self.pos_emb, std=0.02)
+        for blk in list(self.encoder) + list(self.decoder):   # adaLN-Zero: blocks start as identity
+            nn.init.zeros_(blk.ada[-1].weight)
+            nn.init.zeros_(blk.ada[-1].bias)
+        nn.init.zeros_(self.out_ada[-1].weight)
+        nn.init.zeros_(self.out_ada[-1].bias)
+
+    mask_id = property(lambda self: self.config.codebook_size)
+    null_label = property(lambda self: self.config.num_classes)
+    seq_len = property(lambda self: self.config.seq_len)
+    codebook_size = property(lambda self: self.config.codebook_size)
+
+    # -- pieces -----------------------------------------------------------------------------
+    def _embed(self, ids: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+        """Embeddings of the tokens `ids` [B, n] at positions `pos` [B, n]."""
+        p = self.pos_emb.expand(ids.shape[0], -1, -1)
+        return self.dropout(self.token_emb(ids) + gather_positions(p, pos))
+
+    def encode(self, ids: torch.Tensor, pos: torch.Tensor, c: torch.Tensor,
+               context: torch.Tensor | None = None) -> torch.Tensor:
+        """Final features of visible tokens `ids` at `pos`; `context` = cached features of
+        previously encoded tokens (None: encode from scratch)."""
+        x = self._embed(ids, pos)
+        if context is not None and context.shape[1] > 0:
+            context = context + self.reuse_mlp(self.reuse_norm(context))
+        else:
+            context = None
+        for blk in self.encoder:
+            x = blk(x, c, context)
+        return self.enc_norm(x)
+
+    def decode(self, query: torch.Tensor, c: torch.Tensor, visible: torch.Tensor) -> torch.Tensor:
+        """Logits [B, M, K] for the [MASK] positions `query` [B, M] given visible features."""
+        y = self._embed(torch.full_like(query, self.mask_id), query)
+        for blk in self.decoder:
+            y = blk(y, c, visible)
+        sh, sc = self.out_ada(c).chunk(2, dim=-1)
+        return self.head(_modulate(self.out_norm(y), sh, sc), self.token_emb.weight)
+
+    @staticmethod
+    def _positions(mask: torch.Tensor) -> torch.Tensor:
+        """Positions of the True entries of `mask` [B, N] (equal count per row), ascending."""
+        n = int(mask[0].sum())
+        if mask.shape[0] > 1 and not bool((mask.sum(1) == n).all()):
+            raise AutonatError("ENAT needs the same number of visible tokens in every row of a batch")
+        return mask.to(torch.int8).argsort(dim=1, descending=True, stable=True)[:, :n]
+
+    # -- the step (sampling) and forward (training) ----------------------------------------
+    def step(self, ids: torch.Tensor, labels: torch.Tensor, query: torch.Tensor,
+             cache: ENATCache | None) -> tuple[torch.Tensor, ENATCache]:
+        """One decoding step: encode visible tokens not yet in `cache` (all of them if None),
+        then decode the [MASK] positions `query`. Returns (logits [B, M, K], new cache)."""
+        b, n = ids.shape
+        c = self.class_emb(labels)
+        visible = ids != self.mask_id
+        if cache is None:
+            features = torch.zeros(b, n, self.config.dim, device=ids.device)
+            encoded = torch.zeros_like(visible)
+        else:
+            features, encoded = cache.features, cache.encoded
+            if bool((encoded & ~visible).any()):
+                raise AutonatError("ENAT cache holds a position that is masked again (decoded tokens "
+                                   "must never be re-masked when reusing features)")
+        new = visible & ~encoded
+        if bool(new.any()):
+            new_pos = self._positions(new)
+            old = gather_positions(features, self._positions(encoded)) if bool(encoded.any()) else None
+            feats = self.encode(ids.gather(1, new_pos), new_pos, c, old)
+            features = features.scatter(1, new_pos.unsqueeze(-1).expand(-1, -1, feats.shape[-1]),
+                                        feats.to(features.dtype))
+        vis = gather_positions(features, self._positions(visible)) if bool(visible.any()) \
+            else features[:, :0]
+        return self.decode(query, c, vis), ENATCache(features, visible)
+
+    def decode_step(self, ids, labels, query, cache=None):
+        """Sampler protocol (see autonat.sampling)."""
+        return self.step(ids, labels, query, cache)
+
+    def forward(self, ids: torch.Tensor, labels: torch.Tensor, query: torch.Tensor | None = None,
+                select: torch.Tensor | None = None, cache: ENATCache | None = None) -> torch.Tensor:
+        """Training / scoring: logits [B, M, K] at `query` (default: every [MASK] position), or
+        [S, K] rows for the bool mask `select`. `cache` trains through the reuse path."""
+        if query is None:
+            query = self._positions(ids == self.mask_id)
+        logits, _ = self.step(ids, labels, query, cache)
+        if select is not None:
+            sel = select.gather(1, query)
+            return logits[sel]
+        return logits

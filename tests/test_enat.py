@@ -1,0 +1,111 @@
+"""ENAT: disentangling, reuse equivalences, FLOPs, guidance caches."""
+from __future__ import annotations
+
+import torch
+
+from autonat.metrics.cost import sampling_flops
+from autonat.models.enat import ENATCache
+from autonat.pipeline import WithoutReuse
+from autonat.sampling import IndexedNoise, sample
+from autonat.strategy import maskgit
+
+from conftest import tiny_enat
+
+K, N = 32, 49
+
+
+def _canvas(seed=0, visible=20):
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(0, K, (2, N), generator=g)
+    mask = torch.ones(2, N, dtype=torch.bool)
+    for b in range(2):
+        mask[b, torch.randperm(N, generator=g)[:visible]] = False
+    return torch.where(mask, torch.full_like(ids, K), ids), mask
+
+
+def _query(mask):
+    return mask.to(torch.int8).argsort(dim=1, descending=True, stable=True)[:, :int(mask[0].sum())]
+
+
+def test_visible_features_ignore_mask_positions():
+    """Disentangling: encoded visible features do not depend on what sits at [MASK] positions
+    (the encoder never sees them), e.g. the query set or a different mask embedding."""
+    m = tiny_enat()
+    ids, mask = _canvas()
+    lab = torch.tensor([1, 2])
+    _, c1 = m.step(ids, lab, _query(mask), None)
+    with torch.no_grad():
+        m.token_emb.weight[K] += 1.0         # change the [MASK] embedding
+    _, c2 = m.step(ids, lab, _query(mask)[:, :3], None)
+    assert torch.equal(c1.encoded, c2.encoded)
+    assert torch.allclose(c1.features[~mask], c2.features[~mask], atol=1e-6)
+
+
+def test_reuse_with_empty_cache_equals_full_computation():
+    m = tiny_enat()
+    ids, mask = _canvas()
+    lab = torch.tensor([3, 10])
+    full, _ = m.step(ids, lab, _query(mask), None)
+    empty = ENATCache(torch.zeros(2, N, m.config.dim), torch.zeros(2, N, dtype=torch.bool))
+    reuse, _ = m.step(ids, lab, _query(mask), empty)
+    assert torch.allclose(full, reuse, atol=1e-6)
+
+
+def test_cache_with_nothing_new_matches_recompute():
+    """When no token was decoded since the cache was made, reuse recomputes nothing and the
+    logits equal those of the step that produced the cache."""
+    m = tiny_enat()
+    ids, mask = _canvas()
+    lab = torch.tensor([0, 4])
+    a, cache = m.step(ids, lab, _query(mask), None)
+    b, _ = m.step(ids, lab, _query(mask), cache)
+    assert torch.allclose(a, b, atol=1e-6)
+
+
+def test_reuse_off_runs_as_plain_disentangled_model():
+    m = tiny_enat()
+    st = maskgit(4)
+    out = sample(WithoutReuse(m), st, torch.arange(3), IndexedNoise(0, (0, 1, 2)), trace=True)
+    assert not bool((out.ids == K).any())
+    # every step of the no-reuse model equals a from-scratch step on the same canvas
+    ids = torch.full((3, N), K)
+    for t, step in enumerate(out.trace):
+        with torch.inference_mode():
+            logits, cache = m.step(ids, torch.arange(3), step["query"], None)
+        assert cache.encoded.sum().item() == int((ids != K).sum())
+        ids = step["ids"]
+
+
+def test_reuse_flops_lower_and_first_step_identical():
+    m = tiny_enat()
+    st = maskgit(8)
+    with_reuse = sampling_flops(m, st)
+    without = sampling_flops(m, st, wrap=WithoutReuse)
+    assert with_reuse < without
+    one = maskgit(8)
+    a = sample(m, one, torch.arange(2), IndexedNoise(5, (0, 1)), trace=True)
+    b = sample(WithoutReuse(m), one, torch.arange(2), IndexedNoise(5, (0, 1)), trace=True)
+    assert torch.equal(a.trace[0]["ids"], b.trace[0]["ids"])     # step 1: nothing cached, same result
+
+
+def test_guidance_caches_do_not_mix():
+    """Conditional and unconditional passes keep separate caches: sampling a batch with guidance
+    equals sampling each example alone (its cond/uncond caches never see another pass)."""
+    m = tiny_enat()
+    st = maskgit(4).with_guidance(1.5)
+    both = sample(m, st, torch.tensor([1, 7]), IndexedNoise(2, (0, 1))).ids
+    one = sample(m, st, torch.tensor([7]), IndexedNoise(2, (1,))).ids
+    assert torch.equal(both[1:], one)
+    # guidance skipped at some steps (s = 0) still works: the stale unconditional cache catches up
+    st2 = maskgit(4).with_guidance([0.0, 1.0, 0.0, 2.0])
+    out = sample(m, st2, torch.tensor([1, 7]), IndexedNoise(2, (0, 1)))
+    assert not bool((out.ids == K).any())
+
+
+def test_flops_scale_with_steps_and_guidance_uvit():
+    from conftest import tiny_uvit
+    m = tiny_uvit()
+    f4, f8 = sampling_flops(m, maskgit(4)), sampling_flops(m, maskgit(8))
+    assert abs(f8 / f4 - 2.0) < 0.05                       # linear in the number of steps
+    f8_noguid = sampling_flops(m, maskgit(8).with_guidance(0.0))
+    assert abs(f8 / f8_noguid - 2.0) < 0.05                # guidance off halves the cost

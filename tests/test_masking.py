@@ -1,0 +1,68 @@
+"""Training strategy p(r): exact masked counts, uniform positions, distribution moments."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from autonat.io import AutonatError
+from autonat.masking import (Arccos, Beta, Fixed, Uniform, masked_count, parse_mask_dist, random_mask,
+                             sample_training_mask)
+
+
+@pytest.mark.parametrize("n", [1, 49, 64, 256])
+def test_masked_count_is_exactly_ceil_rN(n):
+    r = torch.tensor([0.0, 1e-4, 0.1, 0.5, 0.8, 0.999, 1.0])
+    k = masked_count(r, n)
+    want = [min(n, max(1, math.ceil(v * n - 1e-6))) for v in r.tolist()]
+    assert k.tolist() == want
+    mask = random_mask(k, n, torch.Generator().manual_seed(0))
+    assert mask.sum(1).tolist() == want
+
+
+def test_training_masks_match_their_ratios():
+    g = torch.Generator().manual_seed(0)
+    mask, r = sample_training_mask(Beta(12, 3), 500, 49, g)
+    assert mask.sum(1).tolist() == masked_count(r, 49).tolist()
+
+
+def test_positions_are_uniform():
+    g = torch.Generator().manual_seed(0)
+    mask = random_mask(torch.full((20000,), 10), 49, g)
+    freq = mask.float().mean(0)
+    assert torch.allclose(freq, torch.full_like(freq, 10 / 49), atol=0.012)
+
+
+def test_beta_matches_moments():
+    a, b = 12.0, 3.0
+    x = Beta(a, b).sample(200000, torch.Generator().manual_seed(0)).double()
+    mean = a / (a + b)
+    var = a * b / ((a + b) ** 2 * (a + b + 1))
+    assert abs(float(x.mean()) - mean) < 2e-3
+    assert abs(float(x.var()) - var) < 2e-4
+
+
+def test_arccos_and_others():
+    g = torch.Generator().manual_seed(0)
+    x = Arccos().sample(200000, g)
+    assert abs(float(x.mean()) - 2 / math.pi) < 3e-3   # E[cos(pi u / 2)] = 2 / pi
+    assert bool((Fixed(0.8).sample(10, g) == 0.8).all())
+    u = Uniform(0.2, 0.4).sample(1000, g)
+    assert float(u.min()) >= 0.2 and float(u.max()) <= 0.4
+
+
+def test_same_generator_same_draws():
+    a = Beta(2, 5).sample(10, torch.Generator().manual_seed(3))
+    b = Beta(2, 5).sample(10, torch.Generator().manual_seed(3))
+    assert torch.equal(a, b)
+
+
+def test_parse_specs_and_errors():
+    assert parse_mask_dist("beta:12,3") == Beta(12, 3)
+    assert parse_mask_dist("arccos") == Arccos()
+    assert parse_mask_dist("fixed:0.8") == Fixed(0.8)
+    assert parse_mask_dist("uniform").spec == "uniform"
+    for bad in ("beta:1", "gauss:1,2", "fixed:2", "beta:-1,2", "beta:a,b"):
+        with pytest.raises(AutonatError):
+            parse_mask_dist(bad)

@@ -1,0 +1,55 @@
+"""Model registry, persistence and architecture invariants."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from autonat.io import AutonatError
+from autonat.models.registry import (SIZES, build_model, count_parameters, load_model, model_config,
+                                     parse_model_name, save_model)
+
+from conftest import tiny_uvit
+
+
+def test_registry_sizes():
+    tiny = build_model("uvit", model_config("uvit", "tiny", codebook_size=1024, seq_len=49, num_classes=10))
+    assert count_parameters(tiny) < 1_000_000
+    assert SIZES["uvit"]["S"] == dict(dim=512, depth=13, heads=8)
+    assert SIZES["uvit"]["L"] == dict(dim=768, depth=25, heads=8)
+    assert SIZES["enat"]["L"] == dict(dim=1024, encoder_depth=22, decoder_depth=2, heads=16)
+    assert parse_model_name("enat-small") == ("enat", "small") and parse_model_name("S") == ("uvit", "S")
+    with pytest.raises(AutonatError, match="unknown uvit size"):
+        model_config("uvit", "huge", codebook_size=8, seq_len=4, num_classes=2)
+    with pytest.raises(AutonatError, match="odd"):
+        model_config("uvit", "tiny", codebook_size=8, seq_len=4, num_classes=2, depth=4)
+
+
+@pytest.mark.parametrize("grid,K", [(7, 16), (8, 512), (16, 1024)])
+def test_any_grid_and_codebook(grid, K):
+    m = tiny_uvit(codebook_size=K, seq_len=grid * grid)
+    ids = torch.randint(0, K + 1, (2, grid * grid))
+    assert m(ids, torch.tensor([0, 10])).shape == (2, grid * grid, K)
+
+
+def test_query_and_select_agree_with_full_logits():
+    m = tiny_uvit()
+    ids = torch.randint(0, 33, (3, 49))
+    lab = torch.tensor([1, 2, 10])
+    full = m(ids, lab)
+    q = torch.tensor([[0, 5, 9]] * 3)
+    assert torch.allclose(m(ids, lab, query=q), full.gather(1, q.unsqueeze(-1).expand(-1, -1, 32)), atol=1e-6)
+    sel = ids == 32
+    assert torch.allclose(m(ids, lab, select=sel), full[sel], atol=1e-6)
+
+
+def test_save_load_roundtrip(tmp_path):
+    m = tiny_uvit()
+    save_model(m, tmp_path / "m", tokenizer={"name": "x", "identity": "abc"})
+    back = load_model(tmp_path / "m")
+    ids = torch.randint(0, 33, (2, 49))
+    assert torch.equal(back(ids, torch.tensor([0, 1])), m(ids, torch.tensor([0, 1])))
+    assert back.meta["tokenizer"]["identity"] == "abc" and back.identity
+    save_model(m, tmp_path / "h", fp16=True)
+    half = load_model(tmp_path / "h")
+    assert torch.allclose(half(ids, torch.tensor([0, 1])), m(ids, torch.tensor([0, 1])), atol=1e-2)
+    assert (tmp_path / "h" / "model.safetensors").stat().st_size < (tmp_path / "m" / "model.safetensors").stat().st_size

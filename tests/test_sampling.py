@@ -1,0 +1,115 @@
+"""The decoding loop: the behaviours that silently break NATs."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from autonat.sampling import IndexedNoise, choose_remask, guided_logits, sample, sample_tokens
+from autonat.strategy import Strategy, maskgit
+
+from conftest import tiny_uvit
+
+K, N = 32, 49
+
+
+@pytest.fixture(scope="module")
+def model():
+    return tiny_uvit(codebook_size=K, seq_len=N)
+
+
+def test_counts_mask_id_and_never_remasking(model):
+    st = maskgit(6)
+    out = sample(model, st, torch.arange(5) % 10, torch.Generator().manual_seed(0), trace=True)
+    want = st.masked_counts(N)
+    assert out.masked_counts == want and want[0] == N and want[-1] == 0
+    prev_ids = torch.full((5, N), model.mask_id)
+    for t, step in enumerate(out.trace):
+        assert step["mask"].sum(1).tolist() == [want[t + 1]] * 5      # exactly as specified
+        decoded_before = prev_ids != model.mask_id
+        # a decoded token keeps its value and is never masked again
+        assert torch.equal(step["ids"][decoded_before], prev_ids[decoded_before])
+        prev_ids = step["ids"]
+    assert not bool((out.ids == model.mask_id).any())              # all decoded after T steps
+    assert int(out.ids.max()) < K and int(out.ids.min()) >= 0       # [MASK] id is never produced
+
+
+def test_mask_id_outside_codebook(model):
+    assert model.mask_id == K
+    logits = model(torch.full((2, N), model.mask_id), torch.tensor([0, 1]))
+    assert logits.shape[-1] == K   # the head cannot emit [MASK]
+
+
+def test_neutral_guidance_equals_conditional_logits(model):
+    lc, lu = torch.randn(2, 3, K), torch.randn(2, 3, K)
+    assert torch.equal(guided_logits(lc, lu, 0.0), lc)
+    assert torch.allclose(guided_logits(lc, lu, 2.0), 3 * lc - 2 * lu)
+
+
+class _CondOnly:
+    """Wraps a model and fails if an unconditional (null-label) pass is requested."""
+
+    def __init__(self, m):
+        self.m = m
+        self.seq_len, self.codebook_size, self.mask_id, self.null_label = m.seq_len, m.codebook_size, m.mask_id, m.null_label
+
+    def parameters(self):
+        return self.m.parameters()
+
+    def decode_step(self, ids, labels, query, cache):
+        assert not bool((labels == self.null_label).any()), "s = 0 must skip the unconditional pass"
+        return self.m.decode_step(ids, labels, query, cache)
+
+
+def test_s0_runs_only_the_conditional_path(model):
+    st = maskgit(4).with_guidance(0.0)
+    a = sample(_CondOnly(model), st, torch.arange(4), IndexedNoise(1, (0, 1, 2, 3))).ids
+    b = sample(model, st, torch.arange(4), IndexedNoise(1, (0, 1, 2, 3))).ids
+    assert torch.equal(a, b)
+
+
+def test_tau2_zero_is_deterministic_topk():
+    conf = torch.tensor([[0.5, -1.0, 3.0, -2.0, 0.0]])
+    u1, u2 = torch.rand(1, 5), torch.rand(1, 5)
+    lowest2 = {3, 1}
+    assert set(choose_remask(conf, 0.0, 2, u1)[0].tolist()) == lowest2
+    assert set(choose_remask(conf, 0.0, 2, u2)[0].tolist()) == lowest2
+    # with tau2 > 0 the choice is random (Gumbel-top-k)
+    picks = {tuple(sorted(choose_remask(conf, 5.0, 2, torch.rand(1, 5))[0].tolist())) for _ in range(50)}
+    assert len(picks) > 1
+
+
+def test_tau2_zero_sampling_ignores_gumbel_noise(model):
+    st = Strategy(r=maskgit(4).r, tau1=(1.0,) * 4, tau2=(0.0,) * 4, s=(0.5,) * 4)
+
+    class OtherGumbel(IndexedNoise):
+        def uniforms(self, step, kind, n):
+            u = super().uniforms(step, kind, n)
+            return torch.rand_like(u) if kind == 1 else u
+
+    a = sample(model, st, torch.arange(3), IndexedNoise(7, (0, 1, 2))).ids
+    b = sample(model, st, torch.arange(3), OtherGumbel(7, (0, 1, 2))).ids
+    assert torch.equal(a, b)
+
+
+def test_inverse_cdf_sampling_matches_probabilities():
+    logits = torch.log(torch.tensor([0.1, 0.2, 0.7])).expand(20000, 3)
+    x = sample_tokens(logits, 1.0, torch.rand(20000, generator=torch.Generator().manual_seed(0)))
+    freq = torch.bincount(x, minlength=3).float() / 20000
+    assert torch.allclose(freq, torch.tensor([0.1, 0.2, 0.7]), atol=0.015)
+    assert bool((sample_tokens(logits[:3], 0.0, torch.rand(3)) == 2).all())   # tau1 = 0: argmax
+
+
+def test_seeds(model):
+    st = maskgit(4)
+    lab = torch.arange(4)
+    a = sample(model, st, lab, torch.Generator().manual_seed(0)).ids
+    b = sample(model, st, lab, torch.Generator().manual_seed(0)).ids
+    c = sample(model, st, lab, torch.Generator().manual_seed(1)).ids
+    assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+def test_indexed_noise_independent_of_batch_composition(model):
+    st = maskgit(4)
+    big = sample(model, st, torch.arange(8) % 10, IndexedNoise(3, tuple(range(8)))).ids
+    small = sample(model, st, torch.tensor([5, 6]), IndexedNoise(3, (5, 6))).ids
+    assert torch.equal(big[5:7], small)
