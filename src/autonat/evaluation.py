@@ -1,0 +1,153 @@
+"""Evaluating a generator: sample class-balanced images, decode, extract features, score.
+
+Noise indexing (what makes common random numbers work): sample i of an evaluation with seed S
+gets label `class_balanced_labels(n, C, S)[i]` and, at step t, token-sampling uniforms and
+re-masking Gumbel uniforms from generators seeded with hash(S, i, t, kind) - one number per token
+position (see `autonat.sampling.IndexedNoise`). Nothing depends on the strategy, the batch size
+or the number of processes, so re-evaluating with another strategy reuses exactly the same labels
+and noise, and two strategies differ only by the strategy.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import torch
+
+from . import distributed as D
+from .data import load_dataset, to_float, to_uint8
+from .io import AutonatError
+from .jobs import autocast, progress
+from .metrics.fid import FeatureStats, frechet_distance, inception_score, kid, precision_recall
+from .metrics.reference import extract, reference_features
+from .sampling import IndexedNoise, sample
+from .strategy import Strategy
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    n: int = 10000
+    seed: int = 0
+    batch_size: int = 250
+    noise: str = "indexed"          # "indexed" = common random numbers; "sequential" = one generator
+    bf16: bool = True
+    reference_data: str = "fashion-mnist"
+    reference_split: str = "train"
+    precision_recall: bool = True   # k-NN precision/recall against (up to) 10k reference features
+    kid: bool = False
+    count_flops: bool = True
+
+
+def class_balanced_labels(n: int, num_classes: int, seed: int) -> torch.Tensor:
+    """n labels with every class n // C or n // C + 1 times, in a seeded random order."""
+    labels = torch.arange(n) % num_classes
+    return labels[torch.randperm(n, generator=torch.Generator().manual_seed(seed))]
+
+
+def check_pair(model, tokenizer) -> None:
+    """Refuse a model/tokenizer pair that was not trained together."""
+    want = getattr(model, "meta", {}).get("tokenizer", {}).get("identity")
+    if want and tokenizer.identity and want != tokenizer.identity:
+        raise AutonatError(f"model was trained on tokens of tokenizer {want} "
+                           f"({model.meta['tokenizer'].get('name')!r}) but tokenizer "
+                           f"{tokenizer.identity} was given; pass the matching --tokenizer")
+    if tokenizer.codebook_size != model.codebook_size or tokenizer.num_tokens != model.seq_len:
+        raise AutonatError(f"model expects {model.seq_len} tokens from a {model.codebook_size}-code "
+                           f"codebook; tokenizer gives {tokenizer.num_tokens} from {tokenizer.codebook_size}")
+
+
+@torch.inference_mode()
+def generate(model, tokenizer, strategy: Strategy, labels: torch.Tensor, sample_ids: torch.Tensor,
+             seed: int, batch_size: int = 250, bf16: bool = True, noise: str = "indexed",
+             show_progress: bool = False) -> torch.Tensor:
+    """uint8 images [n, C, H, W] for the given labels / global sample indices."""
+    device = next(model.parameters()).device
+    gen = torch.Generator().manual_seed(seed * 1000003 + int(sample_ids[0]) if len(sample_ids) else seed)
+    out = []
+    for s in progress(range(0, len(labels), batch_size), desc="sampling", disable=not show_progress):
+        lab = labels[s:s + batch_size]
+        nz = IndexedNoise(seed, tuple(int(i) for i in sample_ids[s:s + batch_size])) \
+            if noise == "indexed" else gen
+        with autocast(device, bf16):
+            ids = sample(model, strategy, lab.to(device), nz).ids
+            imgs = tokenizer.decode(ids)
+        out.append(to_uint8(imgs.float().cpu()))
+    return torch.cat(out) if out else torch.empty(0)
+
+
+def score(fake_feats: torch.Tensor, fake_probs: torch.Tensor, ref_feats: torch.Tensor,
+          metric: str, cfg: EvalConfig, ref_stats: FeatureStats | None = None) -> dict:
+    """FID / IS (+ precision/recall, KID) of generated features against reference features."""
+    ref_stats = ref_stats or FeatureStats.from_features(ref_feats)
+    fid = frechet_distance(FeatureStats.from_features(fake_feats), ref_stats)
+    is_mean, is_std = inception_score(fake_probs, splits=10 if len(fake_probs) >= 5000 else 1)
+    res = {"fid": fid, f"fid_{metric}": fid, "is": is_mean, f"is_{metric}": is_mean, "is_std": is_std}
+    if cfg.precision_recall and ref_feats is not None:
+        g = torch.Generator().manual_seed(cfg.seed)
+        m = min(len(ref_feats), len(fake_feats), 10000)
+        ref_sub = ref_feats[torch.randperm(len(ref_feats), generator=g)[:m]]
+        res["precision"], res["recall"] = precision_recall(ref_sub, fake_feats[:m])
+    if cfg.kid and ref_feats is not None:
+        res["kid"], res["kid_std"] = kid(ref_feats, fake_feats, seed=cfg.seed)
+    return res
+
+
+def evaluate_model(model, tokenizer, strategy: Strategy, extractor, cfg: EvalConfig,
+                   ref_feats: torch.Tensor | None = None, show_progress: bool = True) -> dict:
+    """Sample cfg.n images (sharded across ranks under torchrun), score them on rank 0.
+    Returns the metrics dict on every rank."""
+    check_pair(model, tokenizer)
+    t0 = time.perf_counter()
+    if ref_feats is None:
+        ref_feats = reference_features(extractor, cfg.reference_data, cfg.reference_split,
+                                       show_progress=show_progress and D.is_main())
+    labels = class_balanced_labels(cfg.n, model.null_label, cfg.seed)
+    lo, hi = D.shard(cfg.n)
+    ids = torch.arange(lo, hi)
+    t1 = time.perf_counter()
+    images = generate(model, tokenizer, strategy, labels[lo:hi], ids, cfg.seed, cfg.batch_size,
+                      cfg.bf16, cfg.noise, show_progress=show_progress and D.is_main())
+    sample_seconds = time.perf_counter() - t1
+    feats, probs = extract(extractor, images, bf16=False)
+    feats, probs = D.gather_cat(feats, cfg.n), D.gather_cat(probs, cfg.n)
+    res = {}
+    if D.is_main():
+        res = score(feats, probs, ref_feats, extractor.metric_name, cfg)
+        res.update({"n": cfg.n, "steps": strategy.steps, "seed": cfg.seed, "noise": cfg.noise,
+                    "strategy": strategy.name or "custom",
+                    "model": getattr(model, "identity", ""), "tokenizer": tokenizer.identity,
+                    "metric": extractor.metric_name, "world_size": D.world_size(),
+                    "sample_seconds": round(sample_seconds, 2),
+                    "images_per_second": round(cfg.n / max(sample_seconds, 1e-9), 2)})
+        if cfg.count_flops:
+            from .metrics.cost import decode_flops, sampling_flops
+            res["flops_per_image"] = sampling_flops(model, strategy)
+            res["gflops_per_image"] = round(res["flops_per_image"] / 1e9, 4)
+            res["decode_flops_per_image"] = decode_flops(tokenizer)
+        res["seconds"] = round(time.perf_counter() - t0, 2)
+    return D.broadcast_object(res)
+
+
+def evaluate_real(extractor, cfg: EvalConfig, show_progress: bool = True) -> dict:
+    """Real-vs-real floor: reference (train) statistics vs the first n test images."""
+    ref = reference_features(extractor, cfg.reference_data, cfg.reference_split, show_progress=show_progress)
+    test = load_dataset(cfg.reference_data, "test")
+    n = min(cfg.n, len(test))
+    feats, probs = extract(extractor, test.images[:n], show_progress=show_progress, desc="test features")
+    return {**score(feats, probs, ref, extractor.metric_name, cfg), "n": n, "what": "real test vs train"}
+
+
+def evaluate_reconstructions(tokenizer, extractor, cfg: EvalConfig, show_progress: bool = True) -> dict:
+    """rFID: tokenizer reconstructions of the first n test images vs reference statistics."""
+    ref = reference_features(extractor, cfg.reference_data, cfg.reference_split, show_progress=show_progress)
+    test = load_dataset(cfg.reference_data, "test")
+    n = min(cfg.n, len(test))
+    recs = []
+    device = tokenizer.codebook_device
+    for s in progress(range(0, n, 500), desc="reconstruct", disable=not show_progress):
+        x = to_float(test.images[s:min(s + 500, n)]).to(device)
+        with autocast(device, cfg.bf16):
+            recs.append(to_uint8(tokenizer.decode(tokenizer.encode(x)).float().cpu()))
+    feats, probs = extract(extractor, torch.cat(recs))
+    return {**score(feats, probs, ref, extractor.metric_name, cfg), "n": n,
+            "what": "tokenizer reconstructions of test vs train", "tokenizer": tokenizer.identity}
