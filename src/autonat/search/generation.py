@@ -1,0 +1,209 @@
+"""Generation-strategy optimisation (paper Sec. 4.2): minimise F(xi) = FID over
+xi = [r(1..T-1), tau1(1..T), tau2(1..T-1), s(1..T)]  (4T - 2 variables; r(T) = 0 is fixed and
+tau2(T) is unused), with the constraints projected after every update:
+r non-increasing (isotonic projection) and in [0, r_max], temperatures and scales >= 0.
+
+Two gradient estimators feed the same momentum-SGD update xi <- P(xi - lr * v), v <- mu v + g:
+  fd    one-sided finite differences per coordinate (the paper's / released method; 4T-1
+        evaluations per update). Defaults are the released hyper-parameters.
+  spsa  simultaneous perturbation: g_i = (F(xi + c delta) - F(xi - c delta)) / (2 c_i delta_i)
+        with Rademacher delta, averaged over k perturbations: 2k evaluations per update whatever
+        the dimension.
+Every evaluated point is a valid (projected) strategy; the best one seen is kept.
+The objective is any callable Strategy -> float (the caller adds caching and common random
+numbers); this module does no sampling itself.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Callable
+
+import torch
+
+from ..io import AutonatError
+from ..strategy import Strategy
+
+KNOBS = ("r", "tau1", "tau2", "s")
+
+
+@dataclass(frozen=True)
+class GenSearchConfig:
+    method: str = "fd"                  # fd | spsa
+    max_updates: int = 100
+    max_evals: int = 10**9              # budget in objective evaluations (whichever comes first)
+    eps_ratio: float = 1e-2             # finite-difference / perturbation size for r
+    eps_other: float = 0.1              # ... for tau1, tau2, s
+    lr_ratio: float = 1e-3
+    lr_other: float = 0.1
+    momentum: float = 0.5
+    spsa_k: int = 1                     # perturbations averaged per SPSA update
+    r_max: float = 0.99
+    knobs: tuple[str, ...] = KNOBS      # which schedules are optimised (others stay fixed)
+    seed: int = 0                       # SPSA perturbation draws
+
+    def __post_init__(self):
+        if self.method not in ("fd", "spsa"):
+            raise AutonatError(f"search method must be fd or spsa, got {self.method!r}")
+        bad = set(self.knobs) - set(KNOBS)
+        if bad or not self.knobs:
+            raise AutonatError(f"knobs must be a non-empty subset of {KNOBS}, got {self.knobs}")
+
+
+# ----------------------------------------------------------------------------------------------
+# Strategy <-> vector, projection
+# ----------------------------------------------------------------------------------------------
+
+def layout(steps: int) -> dict[str, slice]:
+    T = steps
+    sizes = {"r": T - 1, "tau1": T, "tau2": T - 1, "s": T}
+    out, i = {}, 0
+    for k in KNOBS:
+        out[k] = slice(i, i + sizes[k])
+        i += sizes[k]
+    return out
+
+
+def to_vector(st: Strategy) -> torch.Tensor:
+    T = st.steps
+    return torch.tensor(list(st.r[:T - 1]) + list(st.tau1) + list(st.tau2[:T - 1]) + list(st.s), dtype=torch.float64)
+
+
+def from_vector(x: torch.Tensor, template: Strategy) -> Strategy:
+    lay = layout(template.steps)
+    v = x.tolist()
+    return replace(template, r=tuple(v[lay["r"]]) + (0.0,), tau1=tuple(v[lay["tau1"]]),
+                   tau2=tuple(v[lay["tau2"]]) + (template.tau2[-1] if template.steps > 0 else 0.0,),
+                   s=tuple(v[lay["s"]]))
+
+
+def isotonic_nonincreasing(y: torch.Tensor) -> torch.Tensor:
+    """Euclidean projection onto non-increasing sequences (pool-adjacent-violators)."""
+    vals, wts = [], []
+    for v in y.tolist():
+        vals.append(v)
+        wts.append(1)
+        while len(vals) > 1 and vals[-2] < vals[-1]:
+            w = wts[-2] + wts[-1]
+            m = (vals[-2] * wts[-2] + vals[-1] * wts[-1]) / w
+            vals[-2:], wts[-2:] = [m], [w]
+    out = []
+    for v, w in zip(vals, wts):
+        out += [v] * w
+    return torch.tensor(out, dtype=y.dtype)
+
+
+def project(x: torch.Tensor, steps: int, r_max: float = 0.99) -> torch.Tensor:
+    lay = layout(steps)
+    x = x.clone()
+    if steps > 1:
+        x[lay["r"]] = isotonic_nonincreasing(x[lay["r"]]).clamp(0.0, r_max)
+    for k in ("tau1", "tau2", "s"):
+        x[lay[k]] = x[lay[k]].clamp_min(0.0)
+    return x
+
+
+def _per_coordinate(steps: int, ratio: float, other: float) -> torch.Tensor:
+    lay = layout(steps)
+    v = torch.full((4 * steps - 2,), other, dtype=torch.float64)
+    v[lay["r"]] = ratio
+    return v
+
+
+def _active(steps: int, knobs: tuple[str, ...]) -> torch.Tensor:
+    lay = layout(steps)
+    m = torch.zeros(4 * steps - 2, dtype=torch.bool)
+    for k in knobs:
+        m[lay[k]] = True
+    return m
+
+
+# ----------------------------------------------------------------------------------------------
+# Optimiser
+# ----------------------------------------------------------------------------------------------
+
+@dataclass
+class SearchResult:
+    best: Strategy
+    best_value: float
+    history: list[dict] = field(default_factory=list)   # one entry per objective evaluation
+    updates: int = 0
+
+    @property
+    def evaluations(self) -> int:
+        return len(self.history)
+
+
+class _Budget(Exception):
+    pass
+
+
+def optimize_generation(objective: Callable[[Strategy], float], init: Strategy, cfg: GenSearchConfig,
+                        on_eval: Callable[[dict], None] | None = None,
+                        on_update: Callable[[int, Strategy, float], None] | None = None) -> SearchResult:
+    """Momentum SGD on FD or SPSA gradient estimates of `objective` (see module docstring)."""
+    T = init.steps
+    if T < 2:
+        raise AutonatError("strategy search needs T >= 2 steps")
+    eps = _per_coordinate(T, cfg.eps_ratio, cfg.eps_other)
+    lr = _per_coordinate(T, cfg.lr_ratio, cfg.lr_other)
+    active = _active(T, cfg.knobs)
+    x = project(to_vector(init), T, cfg.r_max)
+    res = SearchResult(best=from_vector(x, init), best_value=float("inf"))
+    gen = torch.Generator().manual_seed(cfg.seed)
+
+    def F(v: torch.Tensor, phase: str) -> float:
+        if res.evaluations >= cfg.max_evals:
+            raise _Budget
+        st = from_vector(v, init)
+        f = float(objective(st))
+        rec = {"eval": res.evaluations + 1, "update": res.updates, "phase": phase, "value": f,
+               "strategy": st.to_dict()}
+        res.history.append(rec)
+        if f < res.best_value:
+            res.best, res.best_value = st, f
+        rec["best_value"] = res.best_value
+        if on_eval:
+            on_eval(rec)
+        return f
+
+    velocity = torch.zeros_like(x)
+    try:
+        fx = F(x, "center")
+        while res.updates < cfg.max_updates:
+            g = torch.zeros_like(x)
+            if cfg.method == "fd":
+                for i in torch.nonzero(active).flatten().tolist():
+                    xp = x.clone()
+                    xp[i] += eps[i]
+                    xp = project(xp, T, cfg.r_max)
+                    d = xp[i] - x[i]
+                    if abs(float(d)) < 1e-12:          # pushed against a constraint: step back instead
+                        xp = x.clone()
+                        xp[i] -= eps[i]
+                        xp = project(xp, T, cfg.r_max)
+                        d = xp[i] - x[i]
+                        if abs(float(d)) < 1e-12:
+                            continue
+                    g[i] = (F(xp, f"fd{i}") - fx) / d
+            else:
+                for _ in range(cfg.spsa_k):
+                    delta = (torch.randint(0, 2, x.shape, generator=gen) * 2 - 1).double() * active
+                    xp, xm = project(x + eps * delta, T, cfg.r_max), project(x - eps * delta, T, cfg.r_max)
+                    fp, fm = F(xp, "spsa+"), F(xm, "spsa-")
+                    d = xp - xm
+                    ok = d.abs() > 1e-12
+                    g[ok] += (fp - fm) / d[ok]
+                g /= cfg.spsa_k
+            velocity = cfg.momentum * velocity + g * active
+            x = project(x - lr * velocity, T, cfg.r_max)
+            res.updates += 1
+            # FD needs F at every iterate; SPSA does not (2 evaluations per update), so its
+            # iterates are scored only at the end.
+            fx = F(x, "center") if cfg.method == "fd" else float("nan")
+            if on_update:
+                on_update(res.updates, from_vector(x, init), fx)
+        if cfg.method == "spsa":
+            F(x, "center")
+    except _Budget:
+        pass
+    return res

@@ -1,0 +1,170 @@
+"""AutoNAT's alternating optimisation (Algorithm 1) and the generation-only search, with every
+FID evaluation and every training recorded in the trial store (resumable after a kill).
+
+    init p(r), generation strategy
+    repeat:
+        generation strategy <- OptimizeGenerationStrategy(model trained with p(r))
+        p(r)                <- OptimizeTrainingStrategy(generation strategy)   (Beta line search)
+        model               <- TrainModel(p(r))                                (cached)
+        F_new               <- Evaluate(generation strategy, model)
+    until |F_new - F_prev| <= eps  (or max alternations)
+
+Objective evaluations use common random numbers by default (same labels and noise for every
+candidate: seed `search_seed`); with `crn=False` every evaluation draws fresh seeds, as the
+released code does. The reported numbers are re-evaluated at the end on *fresh* seeds
+(`final_seed`, never used during the search) so they are not selection-biased.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+from ..evaluation import EvalConfig, evaluate_model
+from ..io import atomic_write_json
+from ..masking import Arccos, Beta, parse_mask_dist
+from ..models.registry import load_model
+from ..strategy import Strategy, maskgit
+from ..training import TrainConfig, train
+from .generation import GenSearchConfig, SearchResult, optimize_generation
+from .store import TrialStore, trial_key
+from .training_strategy import BetaSearchConfig, line_search_beta, moment_matched_beta
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    steps: int = 4                       # T of the generation strategy being searched
+    n: int = 2000                        # samples per objective evaluation
+    n_final: int = 10000                 # samples for the final (fresh-seed) evaluations
+    search_seed: int = 0
+    final_seed: int = 10**6              # disjoint from search seeds
+    crn: bool = True
+    batch_size: int = 500
+    bf16: bool = True
+    gen: GenSearchConfig = field(default_factory=GenSearchConfig)
+    beta: BetaSearchConfig = field(default_factory=BetaSearchConfig)
+    eps: float = 0.1                     # alternation stops when |F_new - F_prev| <= eps
+    max_alternations: int = 3
+    init_mask_dist: str = "arccos"
+    init_strategy: str = "maskgit"
+
+
+class Searcher:
+    """Holds the shared evaluation context (tokenizer, feature network, reference features) and
+    the trial store; exposes cached `fid(model, strategy)` and `trained(mask_dist)`."""
+
+    def __init__(self, out: str | Path, cfg: SearchConfig, tokenizer, extractor, ref_feats,
+                 train_template: TrainConfig | None = None, log=print, show_progress: bool = False):
+        self.out = Path(out)
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.cfg, self.tokenizer, self.extractor, self.ref_feats = cfg, tokenizer, extractor, ref_feats
+        self.train_template = train_template
+        self.store = TrialStore(self.out / "trials.sqlite")
+        self.log, self.show = log, show_progress
+        self.fresh_counter = 0
+
+    # -- cached primitives -------------------------------------------------------------------
+    def fid(self, model, strategy: Strategy, *, seed: int | None = None, n: int | None = None,
+            tag: str = "search") -> float:
+        n = n or self.cfg.n
+        if seed is None:
+            if self.cfg.crn:
+                seed = self.cfg.search_seed
+            else:                      # released behaviour: fresh noise for every evaluation
+                self.fresh_counter += 1
+                seed = self.cfg.search_seed + 1000 * self.fresh_counter
+        inputs = {"strategy": strategy.to_dict(), "n": n, "seed": seed, "noise": "indexed",
+                  "metric": self.extractor.metric_name, "featnet": self.extractor.identity}
+        key = trial_key({"model": model.identity, **inputs})
+        hit = self.store.get_eval(key)
+        if hit is not None:
+            return hit["fid"]
+        t0 = time.perf_counter()
+        ecfg = EvalConfig(n=n, seed=seed, batch_size=self.cfg.batch_size, bf16=self.cfg.bf16,
+                          precision_recall=False, count_flops=False)
+        res = evaluate_model(model, self.tokenizer, strategy, self.extractor, ecfg, self.ref_feats,
+                             show_progress=self.show)
+        wall = time.perf_counter() - t0
+        self.store.put_eval(key, tag=tag, model=model.identity, inputs=inputs, seed=seed, n=n,
+                            fid=res["fid"], metrics={"is": res["is"]}, wall_seconds=wall)
+        self.log(f"[{tag}] FID {res['fid']:.3f} (n={n}, seed={seed}, {wall:.1f}s)")
+        return res["fid"]
+
+    def trained(self, mask_dist: str):
+        """Model trained with p(r) = mask_dist under the template config (cached by inputs)."""
+        tcfg = replace(self.train_template, mask_dist=parse_mask_dist(mask_dist).spec)
+        key = trial_key({"train": asdict(tcfg)})
+        hit = self.store.get_training(key)
+        if hit is not None and (Path(hit["path"]) / "model.safetensors").is_file():
+            return load_model(hit["path"])
+        path = self.out / "trainings" / key
+        t0 = time.perf_counter()
+        self.log(f"[train] p(r) = {tcfg.mask_dist}: {tcfg.arch}-{tcfg.size}, {tcfg.max_steps} steps -> {path}")
+        train(tcfg, path, resume=(path / "checkpoint" / "state.json").is_file(), show_progress=self.show)
+        model = load_model(path)
+        self.store.put_training(key, mask_dist=tcfg.mask_dist, config=asdict(tcfg), seed=tcfg.seed,
+                                path=str(path), model_identity=model.identity,
+                                wall_seconds=time.perf_counter() - t0)
+        return model
+
+    # -- phases --------------------------------------------------------------------------------
+    def search_generation(self, model, init: Strategy, tag: str = "gen") -> SearchResult:
+        self.fresh_counter = 0
+        t0 = time.perf_counter()
+        res = optimize_generation(lambda st: self.fid(model, st, tag=tag), init, self.cfg.gen,
+                                  on_update=lambda u, st, f: self.log(
+                                      f"[{tag}] update {u}: F = {f:.3f}" if f == f else f"[{tag}] update {u}"))
+        self.store.log_event("generation_search", {"tag": tag, "model": model.identity,
+                                                   "best": res.best.to_dict(), "best_value": res.best_value,
+                                                   "evaluations": res.evaluations, "updates": res.updates,
+                                                   "seconds": time.perf_counter() - t0,
+                                                   "history": [{k: h[k] for k in ("eval", "value", "best_value", "phase")}
+                                                               for h in res.history]})
+        return res
+
+    def search_training(self, strategy: Strategy, start: tuple[float, float], tag: str = "train"):
+        def objective(a: float, b: float) -> float:
+            return self.fid(self.trained(Beta(a, b).spec), strategy, tag=tag)
+        res = line_search_beta(objective, start[0], start[1], self.cfg.beta,
+                               on_eval=lambda r: self.log(f"[{tag}] Beta({r['alpha']:g}, {r['beta']:g}): F = {r['value']:.3f}"))
+        self.store.log_event("training_search", {"tag": tag, "alpha": res.alpha, "beta": res.beta,
+                                                 "value": res.value, "history": res.history})
+        return res
+
+    def alternate(self) -> dict:
+        """Algorithm 1. Returns {strategy, mask_dist, model, alternations: [...]}."""
+        cfg = self.cfg
+        init_dist = parse_mask_dist(cfg.init_mask_dist)
+        st = maskgit(cfg.steps) if cfg.init_strategy == "maskgit" else Strategy.load(cfg.init_strategy)
+        dist_spec = init_dist.spec
+        model = self.trained(dist_spec)
+        baseline = self.fid(model, st, tag="baseline")
+        rounds = [{"alternation": 0, "fid": baseline, "mask_dist": dist_spec, "strategy": st.to_dict()}]
+        if isinstance(init_dist, Beta):
+            start = (init_dist.alpha, init_dist.beta)
+        elif isinstance(init_dist, Arccos):
+            start = moment_matched_beta(2 / 3.141592653589793, 0.5 - (2 / 3.141592653589793) ** 2)
+        else:
+            start = moment_matched_beta(min(max(init_dist.mean, 0.05), 0.95), 0.02)
+        f_prev = float("inf")
+        for it in range(1, cfg.max_alternations + 1):
+            st = self.search_generation(model, st, tag=f"gen{it}").best
+            tres = self.search_training(st, start, tag=f"train{it}")
+            start = (tres.alpha, tres.beta)
+            dist_spec = Beta(tres.alpha, tres.beta).spec
+            model = self.trained(dist_spec)
+            f_new = self.fid(model, st, tag=f"alt{it}")
+            rounds.append({"alternation": it, "fid": f_new, "mask_dist": dist_spec, "strategy": st.to_dict()})
+            self.store.log_event("alternation", rounds[-1])
+            self.log(f"[alternation {it}] F = {f_new:.3f} with p(r) = {dist_spec}")
+            if abs(f_new - f_prev) <= cfg.eps:
+                break
+            f_prev = f_new
+        return {"strategy": st, "mask_dist": dist_spec, "model": model, "alternations": rounds}
+
+    def final_eval(self, model, strategy: Strategy, tag: str) -> float:
+        return self.fid(model, strategy, seed=self.cfg.final_seed, n=self.cfg.n_final, tag=tag)
+
+    def write_best(self, strategy: Strategy, mask_dist: str, extra: dict) -> None:
+        strategy.save(self.out / "best_strategy.json", extra={"mask_dist": mask_dist, **extra})
+        atomic_write_json(self.out / "search_config.json", asdict(self.cfg))

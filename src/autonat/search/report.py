@@ -1,0 +1,55 @@
+"""Search outputs: report.md and plots (FID vs evaluations, FID vs alternation, schedules before/after)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..io import atomic_write_bytes
+from ..plots import plot_curves, plot_strategies
+from ..strategy import Strategy
+from .store import TrialStore
+
+
+def _curves(store: TrialStore) -> dict[str, tuple[list, list]]:
+    series = {}
+    for ev in store.events("generation_search"):
+        hist = ev["history"]
+        series[ev["tag"]] = ([h["eval"] for h in hist], [h["best_value"] for h in hist])
+    return series
+
+
+def write_report(out: str | Path, store: TrialStore, init: Strategy, best: Strategy, summary: dict) -> None:
+    """report.md + fid_vs_evaluations.png + fid_vs_alternation.png + schedules.png in `out`."""
+    out = Path(out)
+    series = _curves(store)
+    if series:
+        plot_curves(series, out / "fid_vs_evaluations.png", xlabel="FID evaluations", ylabel="best FID so far",
+                    title="generation-strategy search")
+    alts = store.events("alternation")
+    if alts:
+        xs = [0] + [a["alternation"] for a in alts]
+        ys = [summary.get("baseline_search_fid", alts[0]["fid"])] + [a["fid"] for a in alts]
+        plot_curves({"FID (search seeds)": (xs, ys)}, out / "fid_vs_alternation.png", xlabel="alternation")
+    plot_strategies({"initial": init, "found": best}, out / "schedules.png")
+    lines = ["# AutoNAT search report", "",
+             f"- steps T = {best.steps}; objective = FID ({summary.get('metric', 'fmnist')} features), "
+             f"n = {summary.get('n')} per evaluation, common random numbers: {summary.get('crn')}",
+             f"- evaluations: {len(store.evaluations())}, trainings: {len(store.trainings())}, "
+             f"wall time: {summary.get('seconds', 0):.0f} s", ""]
+    if "final" in summary:
+        f = summary["final"]
+        lines += ["## Final evaluation on fresh seeds (not used by the search)", "",
+                  "| strategy | FID | n | seed |", "|---|---|---|---|",
+                  f"| initial ({init.name or 'init'}) | {f['baseline']:.3f} | {f['n']} | {f['seed']} |",
+                  f"| found | {f['found']:.3f} | {f['n']} | {f['seed']} |",
+                  f"| ratio found / initial | {f['found'] / f['baseline']:.3f} | | |", ""]
+    if alts:
+        lines += ["## Alternations", "", "| alternation | FID (search seeds) | p(r) |", "|---|---|---|"]
+        lines += [f"| {a['alternation']} | {a['fid']:.3f} | {a['mask_dist']} |" for a in alts]
+        lines.append("")
+    lines += ["## Found strategy", "", "| t | r | tau1 | tau2 | s |", "|---|---|---|---|---|"]
+    for t in range(best.steps):
+        lines.append(f"| {t + 1} | {best.r[t]:.4f} | {best.tau1[t]:.4f} | {best.tau2[t]:.4f} | {best.s[t]:.4f} |")
+    if summary.get("mask_dist"):
+        lines += ["", f"Training strategy p(r) = {summary['mask_dist']}"]
+    lines += ["", "Plots: fid_vs_evaluations.png, fid_vs_alternation.png (full search), schedules.png", ""]
+    atomic_write_bytes(out / "report.md", "\n".join(lines).encode())
