@@ -1,0 +1,121 @@
+"""`autonat reference build`: the whole chain that produces the shipped Fashion-MNIST artefacts.
+
+Stages (each resumable and skipped when its output exists; see docs/REFERENCE.md for timings):
+  tokenizer  VQ tokenizer (defaults of `autonat tokenizer train`)
+  tokens     token caches: train (with horizontal flips) and test
+  featnet    the feature network defining fid_fmnist / is_fmnist
+  uvit       U-ViT `small` on the train cache, Beta(12, 3) (REFERENCE_TRAIN below)
+  enat       ENAT `small`, same data and budget
+  search     generation-strategy search (SPSA, common random numbers) for T = 4 and 8 on the
+             U-ViT and T = 8 on ENAT
+  install    copy everything into the package's assets (models stored as fp16)
+"""
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+from .assets import ASSETS
+from .io import AutonatError, atomic_write_json, load_json
+
+STAGES = ("tokenizer", "tokens", "featnet", "uvit", "enat", "search", "install")
+
+# The shipped models' training recipe (one documented command each; see docs/REFERENCE.md).
+REFERENCE_TRAIN = dict(size="small", mask_dist="beta:12,3", batch_size=256, max_steps=2000, lr=1e-3,
+                       warmup_steps=200, ema_decay=0.998)
+REFERENCE_SEARCH = dict(method="spsa", n=2000, max_updates=40, spsa_k=1)
+
+
+def _done(path: Path, name: str = "model.safetensors") -> bool:
+    return (path / name).is_file()
+
+
+def build_reference(work: str | Path, install: bool = False, stages: list[str] | None = None,
+                    show_progress: bool = True) -> dict:
+    from .data import load_dataset
+    from .metrics.features import FeatureNetTrainConfig, train_featnet
+    from .tokenizer.model import TokenizerConfig
+    from .tokenizer.train import TokenizerTrainConfig, train_tokenizer
+    from .tokens import write_token_cache
+    from .training import TrainConfig, train
+
+    work = Path(work)
+    work.mkdir(parents=True, exist_ok=True)
+    stages = stages or list(STAGES)
+    bad = set(stages) - set(STAGES)
+    if bad:
+        raise AutonatError(f"unknown stage(s) {sorted(bad)}; stages: {STAGES}")
+    if install and "install" not in stages:
+        stages.append("install")
+    timings = load_json(work / "timings.json") if (work / "timings.json").is_file() else {}
+
+    def timed(name, fn):
+        t0 = time.time()
+        fn()
+        timings[name] = round(time.time() - t0, 1)
+        atomic_write_json(work / "timings.json", timings)
+
+    tok_dir, feat_dir = work / "tokenizer", work / "featnet"
+    if "tokenizer" in stages and not _done(tok_dir):
+        timed("tokenizer", lambda: train_tokenizer(TokenizerConfig(), TokenizerTrainConfig(), tok_dir,
+                                                   resume=(tok_dir / "checkpoint").exists(),
+                                                   show_progress=show_progress))
+    if "tokens" in stages and not (work / "tokens-train" / "manifest.json").is_file():
+        def tokens():
+            from .tokenizer import load
+            tok = load(tok_dir)
+            write_token_cache(tok, load_dataset("fashion-mnist", "train"), work / "tokens-train", hflip=True,
+                              tokenizer_name=str(tok_dir.resolve()), show_progress=show_progress)
+            write_token_cache(tok, load_dataset("fashion-mnist", "test"), work / "tokens-test",
+                              tokenizer_name=str(tok_dir.resolve()), show_progress=show_progress)
+        timed("tokens", tokens)
+    if "featnet" in stages and not _done(feat_dir):
+        timed("featnet", lambda: train_featnet(FeatureNetTrainConfig(), feat_dir, show_progress=show_progress))
+    for arch in ("uvit", "enat"):
+        out = work / f"{arch}-small"
+        if arch in stages and not _done(out):
+            cfg = TrainConfig(tokens=str(work / "tokens-train"), arch=arch, **REFERENCE_TRAIN)
+            timed(arch, lambda: train(cfg, out, resume=(out / "checkpoint").exists(), show_progress=show_progress))
+    if "search" in stages:
+        for arch, T in (("uvit", 4), ("uvit", 8), ("enat", 8)):
+            out = work / f"search-{arch}-T{T}"
+            if not (out / "best_strategy.json").is_file():
+                timed(f"search-{arch}-T{T}", lambda: _search(work / f"{arch}-small", tok_dir, feat_dir, T, out))
+    if "install" in stages:
+        _install(work)
+    return {"work": str(work), "timings_seconds": timings}
+
+
+def _search(model_dir: Path, tok_dir: Path, feat_dir: Path, steps: int, out: Path) -> None:
+    from .cli import main
+    s = REFERENCE_SEARCH
+    rc = main(["search", "--only", "generation", "--model", str(model_dir), "--tokenizer", str(tok_dir),
+               "--featnet", str(feat_dir), "--steps", str(steps), "--method", s["method"], "--n", str(s["n"]),
+               "--max-updates", str(s["max_updates"]), "--spsa-k", str(s["spsa_k"]), "--out", str(out)])
+    if rc:
+        raise AutonatError(f"search for {model_dir} T={steps} failed")
+
+
+def _install(work: Path) -> None:
+    """Copy the built artefacts into src/autonat/assets/fashion-mnist (models as fp16)."""
+    from .models.registry import load_model, save_model
+    from .tokenizer import load
+    dest = ASSETS / "fashion-mnist"
+    load(work / "tokenizer").save_pretrained(dest / "tokenizer")
+    from .metrics.features import FeatureNet
+    net = FeatureNet.from_pretrained(work / "featnet")
+    net.save_pretrained(dest / "featnet", load_json(work / "featnet" / "config.json").get("metrics"))
+    for arch, name in (("uvit", "uvit-small"), ("enat", "enat-small")):
+        src = work / f"{arch}-small"
+        if not _done(src):
+            continue
+        m = load_model(src)
+        training = {**m.meta.get("training", {}), "tokens": "fashion-mnist train (flips)"}
+        tok = {**m.meta["tokenizer"], "name": "fashion-mnist"}
+        save_model(m, dest / name, tokenizer=tok, training=training, fp16=True)
+    for arch, folder in (("uvit", "strategies"), ("enat", "strategies-enat")):
+        for f in sorted(work.glob(f"search-{arch}-T*/best_strategy.json")):
+            T = f.parent.name.rsplit("T", 1)[1]
+            (dest / folder).mkdir(parents=True, exist_ok=True)
+            shutil.copy(f, dest / folder / f"T{T}.json")
