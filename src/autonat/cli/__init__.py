@@ -9,7 +9,7 @@ from ..io import AutonatError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import data_cmds, eval_cmds, model_cmds, search_cmds, tool_cmds
+    from . import data_cmds, demo_cmds, eval_cmds, model_cmds, search_cmds, tool_cmds
     p = argparse.ArgumentParser(
         prog="autonat",
         description="Token-based image synthesis with non-autoregressive Transformers "
@@ -17,7 +17,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"autonat {__import__('autonat').__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for module in (data_cmds, model_cmds, eval_cmds, search_cmds, tool_cmds):
+    for module in (data_cmds, model_cmds, eval_cmds, search_cmds, tool_cmds, demo_cmds):
         module.register(sub)
     return p
 

@@ -1,4 +1,4 @@
-"""`autonat bench`, `autonat plot`, `autonat reference`, `autonat demo`, `autonat strategy`."""
+"""`autonat bench`, `autonat plot`, `autonat reference`, `autonat strategy`."""
 from __future__ import annotations
 
 import argparse
