@@ -119,3 +119,36 @@ def test_trial_store_resumes_after_kill(tmp_path):
     assert counter["n"] == res.evaluations     # the 20 finished ones were not recomputed
     fresh = optimize_generation(quadratic, maskgit(T), GenSearchConfig(method="fd", max_updates=3))
     assert res.best == fresh.best and res.best_value == fresh.best_value
+
+
+class _FakeModel:
+    def __init__(self, a, b):
+        self.alpha, self.beta, self.identity = a, b, f"fake-{a:g}-{b:g}"
+
+
+def test_alternating_loop_stops_at_eps(tmp_path):
+    """Algorithm 1's control flow on a synthetic objective: F = strategy term + p(r) term."""
+    from autonat.masking import parse_mask_dist
+    from autonat.search.loop import SearchConfig, Searcher
+
+    class Synthetic(Searcher):
+        def trained(self, mask_dist):
+            d = parse_mask_dist(mask_dist)
+            a, b = (d.alpha, d.beta) if hasattr(d, "alpha") else (1.0, 1.0)
+            self.trainings = getattr(self, "trainings", 0) + 1
+            return _FakeModel(a, b)
+
+        def fid(self, model, strategy, **kw):
+            return quadratic(strategy) + 3 * ((math.log(model.alpha / 6)) ** 2 + (math.log(model.beta / 2)) ** 2)
+
+    cfg = SearchConfig(steps=T, eps=0.05, max_alternations=6,
+                       gen=GenSearchConfig(method="fd", max_updates=40, lr_ratio=5e-3, lr_other=0.2,
+                                           eps_ratio=1e-3, eps_other=1e-3),
+                       beta=BetaSearchConfig(max_trainings=40, min_factor=1.05, max_rounds=4))
+    s = Synthetic(tmp_path, cfg, tokenizer=None, extractor=None, ref_feats=None, log=lambda *_: None)
+    out = s.alternate()
+    rounds = out["alternations"]
+    assert rounds[-1]["fid"] < 0.1 < rounds[0]["fid"]
+    assert 2 <= len(rounds) - 1 < cfg.max_alternations          # stopped by eps, not by the cap
+    assert abs(rounds[-1]["fid"] - rounds[-2]["fid"]) <= cfg.eps
+    assert [e["alternation"] for e in s.store.events("alternation")] == [r["alternation"] for r in rounds[1:]]

@@ -98,9 +98,9 @@ def evaluate_model(model, tokenizer, strategy: Strategy, extractor, cfg: EvalCon
     Returns the metrics dict on every rank."""
     check_pair(model, tokenizer)
     t0 = time.perf_counter()
-    if ref_feats is None:
+    if ref_feats is None and D.is_main():   # only rank 0 scores, so only it needs them
         ref_feats = reference_features(extractor, cfg.reference_data, cfg.reference_split,
-                                       show_progress=show_progress and D.is_main())
+                                       show_progress=show_progress)
     labels = class_balanced_labels(cfg.n, model.null_label, cfg.seed)
     lo, hi = D.shard(cfg.n)
     ids = torch.arange(lo, hi)

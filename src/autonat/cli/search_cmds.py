@@ -83,7 +83,7 @@ def cmd_search(args) -> int:
     extractor = load_extractor("fmnist", args.featnet, device)
     log = info if D.is_main() else (lambda *_: None)
     t0 = time.perf_counter()
-    ref = reference_features(extractor, show_progress=not args.quiet and D.is_main())
+    ref = reference_features(extractor, show_progress=not args.quiet) if D.is_main() else None
     init = maskgit(args.steps) if args.init_strategy == "maskgit" else Strategy.load(args.init_strategy)
     if args.only == "generation":
         from ..pipeline import Pipeline

@@ -20,6 +20,7 @@ import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
+from .. import distributed as D
 from ..evaluation import EvalConfig, evaluate_model
 from ..io import atomic_write_json
 from ..masking import Arccos, Beta, parse_mask_dist
@@ -76,7 +77,9 @@ class Searcher:
         inputs = {"strategy": strategy.to_dict(), "n": n, "seed": seed, "noise": "indexed",
                   "metric": self.extractor.metric_name, "featnet": self.extractor.identity}
         key = trial_key({"model": model.identity, **inputs})
-        hit = self.store.get_eval(key)
+        # Under torchrun only rank 0 reads/writes the store; its answer is broadcast so every
+        # rank takes the same branch (evaluations are collective).
+        hit = D.broadcast_object(self.store.get_eval(key) if D.is_main() else None)
         if hit is not None:
             return hit["fid"]
         t0 = time.perf_counter()
@@ -85,8 +88,9 @@ class Searcher:
         res = evaluate_model(model, self.tokenizer, strategy, self.extractor, ecfg, self.ref_feats,
                              show_progress=self.show)
         wall = time.perf_counter() - t0
-        self.store.put_eval(key, tag=tag, model=model.identity, inputs=inputs, seed=seed, n=n,
-                            fid=res["fid"], metrics={"is": res["is"]}, wall_seconds=wall)
+        if D.is_main():
+            self.store.put_eval(key, tag=tag, model=model.identity, inputs=inputs, seed=seed, n=n,
+                                fid=res["fid"], metrics={"is": res["is"]}, wall_seconds=wall)
         self.log(f"[{tag}] FID {res['fid']:.3f} (n={n}, seed={seed}, {wall:.1f}s)")
         return res["fid"]
 
@@ -94,7 +98,7 @@ class Searcher:
         """Model trained with p(r) = mask_dist under the template config (cached by inputs)."""
         tcfg = replace(self.train_template, mask_dist=parse_mask_dist(mask_dist).spec)
         key = trial_key({"train": asdict(tcfg)})
-        hit = self.store.get_training(key)
+        hit = D.broadcast_object(self.store.get_training(key) if D.is_main() else None)
         if hit is not None and (Path(hit["path"]) / "model.safetensors").is_file():
             return load_model(hit["path"])
         path = self.out / "trainings" / key
@@ -102,9 +106,10 @@ class Searcher:
         self.log(f"[train] p(r) = {tcfg.mask_dist}: {tcfg.arch}-{tcfg.size}, {tcfg.max_steps} steps -> {path}")
         train(tcfg, path, resume=(path / "checkpoint" / "state.json").is_file(), show_progress=self.show)
         model = load_model(path)
-        self.store.put_training(key, mask_dist=tcfg.mask_dist, config=asdict(tcfg), seed=tcfg.seed,
-                                path=str(path), model_identity=model.identity,
-                                wall_seconds=time.perf_counter() - t0)
+        if D.is_main():
+            self.store.put_training(key, mask_dist=tcfg.mask_dist, config=asdict(tcfg), seed=tcfg.seed,
+                                    path=str(path), model_identity=model.identity,
+                                    wall_seconds=time.perf_counter() - t0)
         return model
 
     # -- phases --------------------------------------------------------------------------------
