@@ -109,3 +109,11 @@ def test_flops_scale_with_steps_and_guidance_uvit():
     assert abs(f8 / f4 - 2.0) < 0.05                       # linear in the number of steps
     f8_noguid = sampling_flops(m, maskgit(8).with_guidance(0.0))
     assert abs(f8 / f8_noguid - 2.0) < 0.05                # guidance off halves the cost
+
+
+def test_chunked_calls_with_caches_match():
+    m = tiny_enat()
+    st = maskgit(4).with_guidance([0.0, 1.0, 0.0, 2.0])
+    a = sample(m, st, torch.arange(5), IndexedNoise(1, tuple(range(5)))).ids
+    b = sample(m, st, torch.arange(5), IndexedNoise(1, tuple(range(5))), chunk=2).ids
+    assert torch.equal(a, b)

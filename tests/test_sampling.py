@@ -113,3 +113,11 @@ def test_indexed_noise_independent_of_batch_composition(model):
     big = sample(model, st, torch.arange(8) % 10, IndexedNoise(3, tuple(range(8)))).ids
     small = sample(model, st, torch.tensor([5, 6]), IndexedNoise(3, (5, 6))).ids
     assert torch.equal(big[5:7], small)
+
+
+def test_chunked_model_calls_give_the_same_tokens(model):
+    st = maskgit(4)
+    lab = torch.arange(7) % 10
+    a = sample(model, st, lab, IndexedNoise(0, tuple(range(7)))).ids
+    b = sample(model, st, lab, IndexedNoise(0, tuple(range(7))), chunk=3).ids
+    assert torch.equal(a, b)

@@ -8,7 +8,7 @@ import time
 
 import torch
 
-from .jobs import autocast
+from .models.registry import for_inference, inference_chunk
 from .metrics.cost import count_flops, time_call
 from .sampling import IndexedNoise, sample
 from .strategy import Strategy
@@ -42,10 +42,10 @@ def sampling_speed(model, strategy: Strategy, batch: int, bf16: bool = True, rep
     device = next(model.parameters()).device
     labels = (torch.arange(batch) % model.null_label).to(device)
     noise = IndexedNoise(0, tuple(range(batch)))
+    net = for_inference(model, bf16)
 
     def run():
-        with autocast(device, bf16):
-            sample(model, strategy, labels, noise)
+        sample(net, strategy, labels, noise, chunk=inference_chunk(device))
 
     flops = count_flops(run, (model,))
     t = time_call(run, repeats=repeats, warmup=warmup)

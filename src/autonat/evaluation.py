@@ -20,6 +20,7 @@ from .io import AutonatError
 from .jobs import autocast, progress
 from .metrics.fid import FeatureStats, frechet_distance, inception_score, kid, precision_recall
 from .metrics.reference import extract, reference_features
+from .models.registry import for_inference, inference_chunk
 from .sampling import IndexedNoise, sample
 from .strategy import Strategy
 
@@ -62,14 +63,15 @@ def generate(model, tokenizer, strategy: Strategy, labels: torch.Tensor, sample_
              show_progress: bool = False) -> torch.Tensor:
     """uint8 images [n, C, H, W] for the given labels / global sample indices."""
     device = next(model.parameters()).device
+    net = for_inference(model, bf16)
     gen = torch.Generator().manual_seed(seed * 1000003 + int(sample_ids[0]) if len(sample_ids) else seed)
     out = []
     for s in progress(range(0, len(labels), batch_size), desc="sampling", disable=not show_progress):
         lab = labels[s:s + batch_size]
         nz = IndexedNoise(seed, tuple(int(i) for i in sample_ids[s:s + batch_size])) \
             if noise == "indexed" else gen
+        ids = sample(net, strategy, lab.to(device), nz, chunk=inference_chunk(device)).ids
         with autocast(device, bf16):
-            ids = sample(model, strategy, lab.to(device), nz).ids
             imgs = tokenizer.decode(ids)
         out.append(to_uint8(imgs.float().cpu()))
     return torch.cat(out) if out else torch.empty(0)

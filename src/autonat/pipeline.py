@@ -23,7 +23,8 @@ from .assets import MODEL_TOKENIZER, SHIPPED, resolve, shipped_path
 from .evaluation import check_pair
 from .io import AutonatError, atomic_write_json, load_json
 from .jobs import autocast, pick_device, progress
-from .models.registry import load_model, save_model
+from .models.enat import WithoutReuse
+from .models.registry import for_inference, inference_chunk, load_model, save_model
 from .sampling import sample
 from .strategy import Strategy, resolve_strategy
 from .tokenizer import Tokenizer
@@ -48,23 +49,6 @@ def to_pil(images: torch.Tensor) -> list[Image.Image]:
         else:
             out.append(Image.fromarray(a.permute(1, 2, 0).numpy(), mode="RGB"))
     return out
-
-
-class WithoutReuse:
-    """An ENAT that recomputes every step from scratch (the 'disentangled, no reuse' variant)."""
-
-    def __init__(self, model):
-        self.model = model
-
-    def __getattr__(self, name):
-        return getattr(self.model, name)
-
-    def parameters(self):
-        return self.model.parameters()
-
-    def decode_step(self, ids, labels, query, cache=None):
-        logits, _ = self.model.decode_step(ids, labels, query, None)
-        return logits, None
 
 
 class Pipeline:
@@ -148,12 +132,14 @@ class Pipeline:
             st = st.with_guidance(guidance)
         generator = generator if generator is not None else torch.Generator().manual_seed(0)
         bf16 = True if bf16 is None else bf16
-        model = self.model if reuse or self.model.arch != "enat" else WithoutReuse(self.model)
+        model = for_inference(self.model, bf16)
+        if not reuse and self.model.arch == "enat":
+            model = WithoutReuse(model)
         ids, trace, counts = [], [], []
         batches = range(0, labels.numel(), batch_size)
         for s in _bar(batches, progress and len(batches) > 1):
-            with autocast(self.device, bf16):
-                out = sample(model, st, labels[s:s + batch_size].to(self.device), generator, trace=return_trace)
+            out = sample(model, st, labels[s:s + batch_size].to(self.device), generator, trace=return_trace,
+                         chunk=inference_chunk(self.device))
             ids.append(out.ids)
             counts = out.masked_counts
             if return_trace:

@@ -59,7 +59,7 @@ def register(sub) -> None:
     p = fsub.add_parser("eval", help="test accuracy of a feature network")
     p.add_argument("--featnet", default="fashion-mnist")
     p.add_argument("--data", default="fashion-mnist")
-    add_runtime_args(p)
+    add_runtime_args(p, bf16_default=False)
     p.set_defaults(func=cmd_featnet_eval)
 
     p = sub.add_parser("stats", help="export reference statistics in pytorch-fid npz format (mu, sigma)")

@@ -34,6 +34,10 @@ class FeatureNetConfig:
     in_channels: int = 1
     num_classes: int = 10
     image_size: int = 28
+    # Features are multiplied by this constant, fixed after training so that the mean per-dimension
+    # variance over the training set is 1 (FID values then have a readable scale; it does not change
+    # any ranking). 1.0 = unscaled.
+    feature_scale: float = 1.0
 
 
 class _Basic(nn.Module):
@@ -68,24 +72,29 @@ class FeatureNet(nn.Module):
         self.fc = nn.Linear(cfg.feature_dim, cfg.num_classes)
         self.identity = ""
 
+    def _pooled(self, images: torch.Tensor) -> torch.Tensor:
+        return self.body((images - 0.5) / 0.5).mean(dim=(2, 3)).float()
+
     def features(self, images: torch.Tensor) -> torch.Tensor:
-        """images [B, C, H, W] in [0, 1] -> penultimate features [B, feature_dim] (float32)."""
-        x = (images - 0.5) / 0.5
-        return self.body(x).mean(dim=(2, 3)).float()
+        """images [B, C, H, W] in [0, 1] -> penultimate features [B, feature_dim] (float32),
+        multiplied by `feature_scale`."""
+        return self._pooled(images) * self.config.feature_scale
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.fc(self.features(images))
+        """Class logits (from the unscaled features the classifier was trained on)."""
+        return self.fc(self._pooled(images))
 
     @torch.no_grad()
     def features_and_probs(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        f = self.features(images)
-        return f, torch.softmax(self.fc(f).float(), dim=-1)
+        pooled = self._pooled(images)
+        return pooled * self.config.feature_scale, torch.softmax(self.fc(pooled).float(), dim=-1)
 
     def save_pretrained(self, path: str | Path, metrics: dict | None = None) -> None:
         # File by file (weights first): `path` may also hold a training run worth keeping.
         path = Path(path)
         atomic_save_tensors(path / "model.safetensors", self.state_dict())
-        atomic_write_json(path / "config.json", {"kind": "tokenizer", **config_to_dict(self.config)})
+        atomic_write_json(path / "config.json", {"kind": "featnet", **config_to_dict(self.config),
+                                                 "metrics": metrics or {}})
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | Path = "fashion-mnist", device="cpu") -> "FeatureNet":
@@ -100,6 +109,20 @@ class FeatureNet(nn.Module):
                              for k, v in load_tensors(path / "model.safetensors").items()})
         net.identity = dir_identity(path)
         return net.to(device).eval()
+
+
+@torch.no_grad()
+def with_unit_feature_variance(net: FeatureNet, images: torch.Tensor) -> FeatureNet:
+    """Copy of `net` whose features have mean per-dimension variance 1 over `images` (uint8)."""
+    from dataclasses import replace
+    base = FeatureNet(replace(net.config, feature_scale=1.0))
+    base.load_state_dict(net.state_dict())
+    base.eval()
+    feats = torch.cat([base.features(to_float(images[s:s + 1000])) for s in range(0, len(images), 1000)])
+    scale = float(1.0 / feats.double().var(dim=0).mean().sqrt())
+    out = FeatureNet(replace(net.config, feature_scale=round(scale, 6)))
+    out.load_state_dict(net.state_dict())
+    return out.eval()
 
 
 # ----------------------------------------------------------------------------------------------
@@ -184,6 +207,7 @@ def train_featnet(cfg: FeatureNetTrainConfig, out: str | Path, show_progress: bo
         log.write({"step": step, "epoch": epoch + 1, "test_accuracy": acc})
     bar.close()
     net = net.to(memory_format=torch.contiguous_format).cpu().eval()
+    net = with_unit_feature_variance(net, train.images)
     metrics = {"test_accuracy": accuracy(net, test.images, test.labels), "epochs": cfg.epochs,
                "train_seconds": round(time.time() - t0, 1), "feature_dim": net.config.feature_dim,
                "parameters": sum(p.numel() for p in net.parameters()),

@@ -66,7 +66,7 @@ def frechet_distance(a: FeatureStats, b: FeatureStats, eps: float = 1e-6) -> flo
         raise AutonatError(f"feature dimensions differ: {a.mu.shape[0]} vs {b.mu.shape[0]} "
                            f"(statistics from different feature networks?)")
     diff = a.mu - b.mu
-    covmean, _ = linalg.sqrtm(a.sigma.dot(b.sigma), disp=False)
+    covmean = linalg.sqrtm(a.sigma.dot(b.sigma))
     if not np.isfinite(covmean).all():
         offset = np.eye(a.sigma.shape[0]) * eps
         covmean = linalg.sqrtm((a.sigma + offset).dot(b.sigma + offset))

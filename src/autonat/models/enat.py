@@ -165,7 +165,7 @@ class ENAT(nn.Module):
         c = self.class_emb(labels)
         visible = ids != self.mask_id
         if cache is None:
-            features = torch.zeros(b, n, self.config.dim, device=ids.device)
+            features = torch.zeros(b, n, self.config.dim, device=ids.device, dtype=self.pos_emb.dtype)
             encoded = torch.zeros_like(visible)
         else:
             features, encoded = cache.features, cache.encoded
@@ -198,3 +198,21 @@ class ENAT(nn.Module):
             sel = select.gather(1, query)
             return logits[sel]
         return logits
+
+
+class WithoutReuse:
+    """An ENAT that recomputes every step from scratch (the 'disentangled, no reuse' variant):
+    the sampler's cache is dropped at every step."""
+
+    def __init__(self, model):
+        self.model = model
+
+    def __getattr__(self, name):
+        return getattr(self.model, name)
+
+    def parameters(self):
+        return self.model.parameters()
+
+    def decode_step(self, ids, labels, query, cache=None):
+        logits, _ = self.model.decode_step(ids, labels, query, None)
+        return logits, None

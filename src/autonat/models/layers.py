@@ -12,10 +12,19 @@ import torch.nn.functional as F
 
 
 def sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """Scaled dot-product attention over [B, H, L, Dh]; fp32 on CPU under autocast."""
-    if q.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
-        with torch.autocast("cpu", enabled=False):
-            return F.scaled_dot_product_attention(q.float(), k.float(), v.float())
+    """Scaled dot-product attention over [B, H, L, Dh].
+
+    CPU training under autocast: fp32 (bf16 SDPA and its backward are slower here).
+    CPU inference on a bf16 model (no grad): plain bf16 matmul-softmax-matmul, measured ~1.5x
+    faster than bf16 SDPA and ~3x faster than casting to fp32 for SDPA at sampling shapes.
+    """
+    if q.device.type == "cpu":
+        if q.dtype == torch.bfloat16 and not torch.is_grad_enabled():
+            scores = (q @ k.transpose(-1, -2)) * (q.shape[-1] ** -0.5)
+            return scores.softmax(dim=-1) @ v
+        if torch.is_autocast_enabled("cpu"):
+            with torch.autocast("cpu", enabled=False):
+                return F.scaled_dot_product_attention(q.float(), k.float(), v.float())
     return F.scaled_dot_product_attention(q, k, v)
 
 

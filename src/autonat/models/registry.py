@@ -6,7 +6,6 @@ optionally stored as fp16 to halve the size; loaded back as fp32).
 """
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +14,7 @@ import torch.nn as nn
 
 from ..io import (AtomicDir, AutonatError, atomic_save_tensors, atomic_write_json, config_from_dict,
                   config_to_dict, dir_identity, load_json, load_tensors)
-from .enat import ENAT, ENATConfig
+from .enat import ENAT, ENATConfig, WithoutReuse
 from .uvit import UViT, UViTConfig
 
 ARCHS: dict[str, tuple[type[nn.Module], type]] = {"uvit": (UViT, UViTConfig), "enat": (ENAT, ENATConfig)}
@@ -32,7 +31,7 @@ SIZES: dict[str, dict[str, dict[str, Any]]] = {
     },
     "enat": {
         "tiny": dict(dim=64, encoder_depth=2, decoder_depth=1, heads=2),
-        "small": dict(dim=256, encoder_depth=8, decoder_depth=1, heads=4),
+        "small": dict(dim=256, encoder_depth=6, decoder_depth=1, heads=4),
         "S": dict(dim=512, encoder_depth=11, decoder_depth=2, heads=8),
         "L": dict(dim=1024, encoder_depth=22, decoder_depth=2, heads=16),
     },
@@ -102,5 +101,27 @@ def load_model(name_or_path: str | Path, device: str | torch.device = "cpu") -> 
     return model.to(device).eval()
 
 
-def with_data_dims(config, **dims):
-    return replace(config, **dims)
+def inference_chunk(device: torch.device | str) -> int | None:
+    """Rows per model call when sampling: 32 sequences on CPU (activations stay in cache; measured
+    ~1.7x faster than batches of 250 here), no chunking on GPUs."""
+    return 32 if torch.device(device).type == "cpu" else None
+
+
+def for_inference(model: nn.Module, bf16: bool) -> nn.Module:
+    """The model to sample with: itself (fp32), or an eval-mode bf16 copy. A whole-bf16 model beats
+    autocast for inference on CPU: autocast keeps LayerNorm and residuals in fp32 and pays a cast
+    (memory-bound, slow here) at every matmul. The copy keeps `meta`, `identity` and `source`."""
+    if not bf16:
+        return model
+    if isinstance(model, WithoutReuse):
+        return WithoutReuse(for_inference(model.model, bf16))
+    cached = getattr(model, "_bf16_copy", None)
+    if cached is not None:
+        return cached
+    import copy
+    twin = copy.deepcopy(model).to(torch.bfloat16).eval().requires_grad_(False)
+    for attr in ("meta", "identity", "source"):
+        if hasattr(model, attr):
+            setattr(twin, attr, getattr(model, attr))
+    object.__setattr__(model, "_bf16_copy", twin)
+    return twin
