@@ -152,3 +152,17 @@ def test_alternating_loop_stops_at_eps(tmp_path):
     assert 2 <= len(rounds) - 1 < cfg.max_alternations          # stopped by eps, not by the cap
     assert abs(rounds[-1]["fid"] - rounds[-2]["fid"]) <= cfg.eps
     assert [e["alternation"] for e in s.store.events("alternation")] == [r["alternation"] for r in rounds[1:]]
+
+
+def test_step_clipping_bounds_every_update():
+    cfg = GenSearchConfig(method="spsa", max_updates=5, lr_other=10.0, lr_ratio=1.0, max_step_ratio=0.02,
+                          max_step_other=0.1, seed=0)
+    centers = []
+    optimize_generation(lambda st: 1e3 * quadratic(st), maskgit(T), cfg,
+                        on_update=lambda u, st, f: centers.append(to_vector(st)))
+    prev = project(to_vector(maskgit(T)), T)
+    lay = layout(T)
+    for x in centers:
+        d = (x - prev).abs()
+        assert float(d[lay["tau1"]].max()) <= 0.1 + 1e-9 and float(d[lay["s"]].max()) <= 0.1 + 1e-9
+        prev = x

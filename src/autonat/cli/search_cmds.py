@@ -37,6 +37,10 @@ def register(sub) -> None:
     p.add_argument("--eps-ratio", type=float, default=g.eps_ratio)
     p.add_argument("--eps-other", type=float, default=g.eps_other)
     p.add_argument("--momentum", type=float, default=g.momentum)
+    p.add_argument("--max-step-ratio", type=float, default=None,
+                   help="cap on an update's change of each r (default: 0.02 for spsa, none for fd)")
+    p.add_argument("--max-step-other", type=float, default=None,
+                   help="cap on an update's change of each tau1/tau2/s (default: 0.1 for spsa, none for fd)")
     p.add_argument("--knobs", default="r,tau1,tau2,s", help="schedules to optimise (others stay fixed)")
     p.add_argument("--init-strategy", default=s.init_strategy, help="maskgit or a strategy file")
     p.add_argument("--init-mask-dist", default=s.init_mask_dist)
@@ -51,6 +55,10 @@ def register(sub) -> None:
     p.add_argument("--featnet", default=None, help="feature network directory (default: shipped)")
     add_runtime_args(p)
     p.set_defaults(func=cmd_search)
+
+
+def _default(value, fallback):
+    return fallback if value is None else value
 
 
 def cmd_search(args) -> int:
@@ -74,7 +82,9 @@ def cmd_search(args) -> int:
     gen = GenSearchConfig(method=args.method, max_updates=args.max_updates,
                           max_evals=args.max_evals or 10**9, eps_ratio=args.eps_ratio, eps_other=args.eps_other,
                           lr_ratio=args.lr_ratio, lr_other=args.lr_other, momentum=args.momentum,
-                          spsa_k=args.spsa_k, knobs=knobs, seed=args.seed)
+                          spsa_k=args.spsa_k, knobs=knobs, seed=args.seed,
+                          max_step_ratio=_default(args.max_step_ratio, 0.02 if args.method == "spsa" else 0.0),
+                          max_step_other=_default(args.max_step_other, 0.1 if args.method == "spsa" else 0.0))
     cfg = SearchConfig(steps=args.steps, n=args.n, n_final=args.n_final, search_seed=args.seed,
                        final_seed=args.final_seed, crn=not args.no_crn, batch_size=args.batch_size, bf16=args.bf16,
                        gen=gen, beta=BetaSearchConfig(max_trainings=args.max_trainings), eps=args.eps,

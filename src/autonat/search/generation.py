@@ -37,6 +37,12 @@ class GenSearchConfig:
     lr_other: float = 0.1
     momentum: float = 0.5
     spsa_k: int = 1                     # perturbations averaged per SPSA update
+    # Trust region: each update moves a coordinate by at most this much (0 = no clipping, as
+    # released). FID differences are heavy-tailed (a bad perturbation can cost 10x the FID), so an
+    # unclipped SPSA step, which moves every coordinate at once, can jump far out; clipping keeps
+    # each update local.
+    max_step_ratio: float = 0.0
+    max_step_other: float = 0.0
     r_max: float = 0.99
     knobs: tuple[str, ...] = KNOBS      # which schedules are optimised (others stay fixed)
     seed: int = 0                       # SPSA perturbation draws
@@ -195,7 +201,11 @@ def optimize_generation(objective: Callable[[Strategy], float], init: Strategy, 
                     g[ok] += (fp - fm) / d[ok]
                 g /= cfg.spsa_k
             velocity = cfg.momentum * velocity + g * active
-            x = project(x - lr * velocity, T, cfg.r_max)
+            step = lr * velocity
+            if cfg.max_step_ratio > 0 or cfg.max_step_other > 0:
+                cap = _per_coordinate(T, cfg.max_step_ratio or float("inf"), cfg.max_step_other or float("inf"))
+                step = torch.maximum(torch.minimum(step, cap), -cap)
+            x = project(x - step, T, cfg.r_max)
             res.updates += 1
             # FD needs F at every iterate; SPSA does not (2 evaluations per update), so its
             # iterates are scored only at the end.
