@@ -163,7 +163,7 @@ def train_tokenizer(model_cfg: TokenizerConfig, cfg: TokenizerTrainConfig, out: 
         if step % 50 == 0 or step == cfg.max_steps:
             rec_psnr = -10 * math.log10(max(float(mse.detach()), 1e-12))
             bar.set_postfix(psnr=f"{rec_psnr:.2f}", ppl=f"{float(q.perplexity):.0f}")
-            log.write({"step": step, "loss": float(loss.detach()), "mse": float(mse), "train_psnr": rec_psnr,
+            log.write({"step": step, "loss": float(loss.detach()), "mse": float(mse.detach()), "train_psnr": rec_psnr,
                        "batch_perplexity": float(q.perplexity), "batch_usage": float(q.usage),
                        "lr": _lr(cfg, step - 1), "images_per_s": tput.rate()})
         if step % cfg.eval_every == 0 or step == cfg.max_steps:
