@@ -83,11 +83,13 @@ def test_trained_model_records_its_tokenizer(tmp_path, token_cache):
 
 
 @pytest.mark.slow
-def test_ddp_two_processes(tmp_path, token_cache):
+@pytest.mark.parametrize("model", ["tiny", "enat-tiny"])
+def test_ddp_two_processes(tmp_path, token_cache, model):
     out = tmp_path / "ddp"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "AUTONAT_PROGRESS": "0"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29517",
-           "-m", "autonat", "train", "--tokens", str(token_cache.path), "--model", "tiny", "--out", str(out),
+    port = 29517 if model == "tiny" else 29518
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={port}",
+           "-m", "autonat", "train", "--tokens", str(token_cache.path), "--model", model, "--out", str(out),
            "--steps", "4", "--batch-size", "8", "--no-bf16", "--device", "cpu", "--log-every", "1",
            "--ckpt-every", "2", "--warmup", "1", "--quiet"]
     r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)

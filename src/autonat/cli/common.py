@@ -33,5 +33,15 @@ def print_json(obj: Any) -> None:
     sys.stdout.flush()
 
 
+def print_result(obj: dict, as_json: bool) -> None:
+    """A result dict: one JSON line (--json) or aligned `key: value` lines."""
+    if as_json:
+        print_json(obj)
+        return
+    width = max((len(k) for k in obj), default=0)
+    for k, v in obj.items():
+        print(f"{k:>{width}}: {v}")
+
+
 def info(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)

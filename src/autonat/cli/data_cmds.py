@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import time
 from ..io import AutonatError
-from .common import add_data_args, add_runtime_args, info, print_json
+from .common import add_data_args, add_runtime_args, info, print_json, print_result
 
 
 def register(sub) -> None:
@@ -111,12 +111,7 @@ def cmd_tokenizer_eval(args) -> int:
         raise AutonatError(f"images are {ds.image_shape} but the tokenizer expects "
                            f"{(tok.config.channels, tok.config.image_size, tok.config.image_size)}; "
                            f"pass --resolution/--channels")
-    m = evaluate_tokenizer(tok, ds, args.n, bf16=args.bf16, show_progress=not args.quiet)
-    if args.json:
-        print_json(m)
-    else:
-        for k, v in m.items():
-            print(f"{k:>18}: {v}")
+    print_result(evaluate_tokenizer(tok, ds, args.n, bf16=args.bf16, show_progress=not args.quiet), args.json)
     return 0
 
 

@@ -5,7 +5,7 @@ import argparse
 import time
 
 from ..io import AutonatError
-from .common import add_runtime_args, info, print_json
+from .common import add_runtime_args, info, print_json, print_result
 
 
 def register(sub) -> None:
@@ -131,11 +131,7 @@ def cmd_evaluate(args) -> int:
         res["reuse"] = not args.no_reuse
     res["seconds_total"] = round(time.perf_counter() - t0, 2)
     if D.is_main():
-        if args.json:
-            print_json(res)
-        else:
-            for k, v in res.items():
-                print(f"{k:>24}: {v}")
+        print_result(res, args.json)
     return 0
 
 
