@@ -24,7 +24,10 @@ STAGES = ("tokenizer", "tokens", "featnet", "uvit", "enat", "search", "install")
 # The shipped models' training recipe (one documented command each; see docs/REFERENCE.md).
 REFERENCE_TRAIN = dict(size="small", mask_dist="beta:12,3", batch_size=256, max_steps=2000, lr=1e-3,
                        warmup_steps=200, ema_decay=0.998)
-REFERENCE_SEARCH = dict(method="spsa", n=2000, max_updates=40, spsa_k=1)
+REFERENCE_SEARCH = dict(method="spsa", n=1000, lr_other=0.05, lr_ratio=0.002)
+# (arch, T) -> rounds of (CRN seed, SPSA updates); round k > 0 starts from round k-1's best strategy
+# (a fresh noise set so the search does not over-fit one set of samples).
+REFERENCE_SEARCH_ROUNDS = {("uvit", 4): [(0, 40), (1, 16)], ("uvit", 8): [(0, 30)], ("enat", 8): [(0, 20)]}
 
 
 def _done(path: Path, name: str = "model.safetensors") -> bool:
@@ -78,21 +81,27 @@ def build_reference(work: str | Path, install: bool = False, stages: list[str] |
             cfg = TrainConfig(tokens=str(work / "tokens-train"), arch=arch, **REFERENCE_TRAIN)
             timed(arch, lambda: train(cfg, out, resume=(out / "checkpoint").exists(), show_progress=show_progress))
     if "search" in stages:
-        for arch, T in (("uvit", 4), ("uvit", 8), ("enat", 8)):
-            out = work / f"search-{arch}-T{T}"
-            if not (out / "best_strategy.json").is_file():
-                timed(f"search-{arch}-T{T}", lambda: _search(work / f"{arch}-small", tok_dir, feat_dir, T, out))
+        for (arch, T), rounds in REFERENCE_SEARCH_ROUNDS.items():
+            init = "maskgit"
+            for k, (seed, updates) in enumerate(rounds):
+                out = work / f"search-{arch}-T{T}" / f"round{k}"
+                if not (out / "best_strategy.json").is_file():
+                    timed(f"search-{arch}-T{T}-round{k}",
+                          lambda: _search(work / f"{arch}-small", tok_dir, feat_dir, T, out, seed, updates, init))
+                init = str(out / "best_strategy.json")
     if "install" in stages:
         _install(work)
     return {"work": str(work), "timings_seconds": timings}
 
 
-def _search(model_dir: Path, tok_dir: Path, feat_dir: Path, steps: int, out: Path) -> None:
+def _search(model_dir: Path, tok_dir: Path, feat_dir: Path, steps: int, out: Path, seed: int,
+            updates: int, init: str) -> None:
     from .cli import main
     s = REFERENCE_SEARCH
     rc = main(["search", "--only", "generation", "--model", str(model_dir), "--tokenizer", str(tok_dir),
                "--featnet", str(feat_dir), "--steps", str(steps), "--method", s["method"], "--n", str(s["n"]),
-               "--max-updates", str(s["max_updates"]), "--spsa-k", str(s["spsa_k"]), "--out", str(out)])
+               "--lr-other", str(s["lr_other"]), "--lr-ratio", str(s["lr_ratio"]), "--seed", str(seed),
+               "--max-updates", str(updates), "--init-strategy", init, "--out", str(out)])
     if rc:
         raise AutonatError(f"search for {model_dir} T={steps} failed")
 
@@ -115,7 +124,8 @@ def _install(work: Path) -> None:
         tok = {**m.meta["tokenizer"], "name": "fashion-mnist"}
         save_model(m, dest / name, tokenizer=tok, training=training, fp16=True)
     for arch, folder in (("uvit", "strategies"), ("enat", "strategies-enat")):
-        for f in sorted(work.glob(f"search-{arch}-T*/best_strategy.json")):
-            T = f.parent.name.rsplit("T", 1)[1]
-            (dest / folder).mkdir(parents=True, exist_ok=True)
-            shutil.copy(f, dest / folder / f"T{T}.json")
+        for (a, T), rounds in REFERENCE_SEARCH_ROUNDS.items():
+            f = work / f"search-{a}-T{T}" / f"round{len(rounds) - 1}" / "best_strategy.json"
+            if a == arch and f.is_file():
+                (dest / folder).mkdir(parents=True, exist_ok=True)
+                shutil.copy(f, dest / folder / f"T{T}.json")

@@ -53,6 +53,10 @@ def register(sub) -> None:
     p.add_argument("--init-from", default="", help="warm-start every candidate training from this model")
     p.add_argument("--batch-size", type=int, default=s.batch_size, help="sampling batch size")
     p.add_argument("--featnet", default=None, help="feature network directory (default: shipped)")
+    p.add_argument("--ref-data", default="fashion-mnist",
+                   help="real data whose statistics FID is measured against (fashion-mnist, an IDX "
+                        "directory or an image folder: use your training images)")
+    p.add_argument("--ref-split", default="train")
     add_runtime_args(p)
     p.set_defaults(func=cmd_search)
 
@@ -93,7 +97,8 @@ def cmd_search(args) -> int:
     extractor = load_extractor("fmnist", args.featnet, device)
     log = info if D.is_main() else (lambda *_: None)
     t0 = time.perf_counter()
-    ref = reference_features(extractor, show_progress=not args.quiet) if D.is_main() else None
+    ref = reference_features(extractor, args.ref_data, args.ref_split, show_progress=not args.quiet) \
+        if D.is_main() else None
     init = maskgit(args.steps) if args.init_strategy == "maskgit" else Strategy.load(args.init_strategy)
     if args.only == "generation":
         from ..pipeline import Pipeline

@@ -39,6 +39,8 @@ def register(sub) -> None:
     q.set_defaults(func=cmd_plot_strategy)
     q = psub.add_parser("search", help="best-FID-vs-evaluations curves of one or more search directories")
     q.add_argument("dirs", nargs="+")
+    q.add_argument("--max-evals", type=int, default=None,
+                   help="cut every curve at this many evaluations (same-budget comparisons)")
     q.add_argument("--out", required=True)
     q.set_defaults(func=cmd_plot_search)
     q = psub.add_parser("frontier", help="FID vs GFLOPs from `autonat evaluate --json` outputs (JSONL files)")
@@ -47,6 +49,7 @@ def register(sub) -> None:
     q.set_defaults(func=cmd_plot_frontier)
     q = psub.add_parser("strip", help="decoding strip: the canvas after every step (paper Fig. 2)")
     q.add_argument("--model", default="fashion-mnist")
+    q.add_argument("--tokenizer", default=None, help="default: the model's")
     q.add_argument("--strategy", default="maskgit")
     q.add_argument("--steps", type=int, default=8)
     q.add_argument("--classes", default="0,1,7,9")
@@ -126,7 +129,7 @@ def cmd_plot_search(args) -> int:
             raise AutonatError(f"{d}: no trials.sqlite (not a search directory)")
         store = TrialStore(db)
         for ev in store.events("generation_search"):
-            h = ev["history"]
+            h = [x for x in ev["history"] if args.max_evals is None or x["eval"] <= args.max_evals]
             series[f"{Path(d).name}:{ev['tag']}"] = ([x["eval"] for x in h], [x["best_value"] for x in h])
         store.close()
     plot_curves(series, args.out, xlabel="FID evaluations", ylabel="best FID so far")
@@ -156,7 +159,7 @@ def cmd_plot_strip(args) -> int:
     from ..pipeline import Pipeline
     from ..plots import save_strip
     from .model_cmds import parse_classes
-    pipe = Pipeline.from_pretrained(args.model)
+    pipe = Pipeline.from_pretrained(args.model, tokenizer=args.tokenizer)
     labels = parse_classes(args.classes, pipe.class_names, pipe.num_classes, len(args.classes.split(",")))
     out = pipe(labels, num_steps=args.steps, strategy=args.strategy, return_trace=True,
                generator=torch.Generator().manual_seed(args.seed), progress=False)

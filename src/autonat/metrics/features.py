@@ -85,8 +85,27 @@ class FeatureNet(nn.Module):
         return self.fc(self._pooled(images))
 
     @torch.no_grad()
+    def fit_input(self, images: torch.Tensor) -> torch.Tensor:
+        """Bring float images [B, C, H, W] to the network's input: RGB -> luminance (or grey ->
+        replicated) and a bilinear (antialiased) resize to `image_size`. Identity for 28x28 grey
+        Fashion-MNIST; lets other image folders be scored (as a relative measure only)."""
+        want, c = self.config.in_channels, images.shape[1]
+        if c != want:
+            if want == 1 and c == 3:
+                w = torch.tensor([0.299, 0.587, 0.114], device=images.device, dtype=images.dtype)
+                images = (images * w.view(1, 3, 1, 1)).sum(1, keepdim=True)
+            elif want == 3 and c == 1:
+                images = images.expand(-1, 3, -1, -1)
+            else:
+                raise AutonatError(f"feature network takes {want}-channel images, got {c} channels")
+        size = self.config.image_size
+        if tuple(images.shape[-2:]) != (size, size):
+            images = F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False,
+                                   antialias=True)
+        return images
+
     def features_and_probs(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        pooled = self._pooled(images)
+        pooled = self._pooled(self.fit_input(images))
         return pooled * self.config.feature_scale, torch.softmax(self.fc(pooled).float(), dim=-1)
 
     def save_pretrained(self, path: str | Path, metrics: dict | None = None) -> None:

@@ -32,6 +32,7 @@ SIZES: dict[str, dict[str, dict[str, Any]]] = {
     "enat": {
         "tiny": dict(dim=64, encoder_depth=2, decoder_depth=1, heads=2),
         "small": dict(dim=256, encoder_depth=6, decoder_depth=1, heads=4),
+        "small-d2": dict(dim=256, encoder_depth=6, decoder_depth=2, heads=4),   # D = 2 ablation
         "S": dict(dim=512, encoder_depth=11, decoder_depth=2, heads=8),
         "L": dict(dim=1024, encoder_depth=22, decoder_depth=2, heads=16),
     },

@@ -16,6 +16,7 @@ released code does. The reported numbers are re-evaluated at the end on *fresh* 
 """
 from __future__ import annotations
 
+import hashlib
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -63,6 +64,9 @@ class Searcher:
         self.store = TrialStore(self.out / "trials.sqlite")
         self.log, self.show = log, show_progress
         self.fresh_counter = 0
+        # Trials are keyed by the reference set too: another --ref-data never reuses a cached FID.
+        self.ref_id = "" if ref_feats is None else hashlib.sha256(
+            ref_feats.detach().cpu().contiguous().numpy().tobytes()).hexdigest()[:16]
 
     # -- cached primitives -------------------------------------------------------------------
     def fid(self, model, strategy: Strategy, *, seed: int | None = None, n: int | None = None,
@@ -75,7 +79,8 @@ class Searcher:
                 self.fresh_counter += 1
                 seed = self.cfg.search_seed + 1000 * self.fresh_counter
         inputs = {"strategy": strategy.to_dict(), "n": n, "seed": seed, "noise": "indexed",
-                  "metric": self.extractor.metric_name, "featnet": self.extractor.identity}
+                  "metric": self.extractor.metric_name, "featnet": self.extractor.identity,
+                  "reference": self.ref_id}
         key = trial_key({"model": model.identity, **inputs})
         # Under torchrun only rank 0 reads/writes the store; its answer is broadcast so every
         # rank takes the same branch (evaluations are collective).
