@@ -24,7 +24,7 @@ setup: data $(BIN)/autonat
 
 # Main job: class-conditional samples from the shipped Fashion-MNIST model.
 quickstart: setup
-	$(BIN)/autonat sample --model fashion-mnist --strategy autonat --steps 4 --n 100 --out samples
+	$(BIN)/autonat sample --model fashion-mnist --strategy autonat --steps 8 --n 100 --out samples
 	@echo "grid: samples/grid.png"
 
 # The test suite (what CI runs).
