@@ -117,3 +117,28 @@ def test_chunked_calls_with_caches_match():
     a = sample(m, st, torch.arange(5), IndexedNoise(1, tuple(range(5)))).ids
     b = sample(m, st, torch.arange(5), IndexedNoise(1, tuple(range(5))), chunk=2).ids
     assert torch.equal(a, b)
+
+
+def test_cached_modulations_are_exact_and_label_checked():
+    """At inference the adaLN modulations ride in the cache: same logits as recomputing them,
+    never reused for other labels, and never under autograd (training recomputes)."""
+    m = tiny_enat()
+    ids, mask = _canvas(visible=10)
+    lab = torch.tensor([2, 7])
+    with torch.no_grad():
+        _, cache = m.step(ids, lab, _query(mask), None)
+        assert cache.mod is not None and cache.mod.shape == (2, 3, 8 * m.config.dim)
+        ids2 = ids.scatter(1, _query(mask)[:, :5], 1)   # decode a few more tokens
+        mask2 = ids2 == K
+        fresh = ENATCache(cache.features, cache.encoded)          # no modulations cached
+        a, _ = m.step(ids2, lab, _query(mask2), cache)
+        b, _ = m.step(ids2, lab, _query(mask2), fresh)
+        assert torch.allclose(a, b, atol=1e-6)
+        other = torch.tensor([5, 1])
+        c, _ = m.step(ids2, other, _query(mask2), cache)          # labels differ: recomputed
+        d, _ = m.step(ids2, other, _query(mask2), fresh)
+        assert torch.allclose(c, d, atol=1e-6) and not torch.allclose(a, c)
+    poisoned = ENATCache(cache.features, cache.encoded, lab, torch.zeros_like(cache.mod),
+                         torch.zeros_like(cache.out_mod))
+    e = m.step(ids2, lab, _query(mask2), poisoned)[0]             # grad enabled: recomputed
+    assert torch.allclose(e, b, atol=1e-5)

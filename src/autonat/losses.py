@@ -79,11 +79,11 @@ def enat_loss(model, ema_model, ids: torch.Tensor, labels: torch.Tensor, mask: t
         newly = rank < extra                        # random `extra` visible tokens per row
         prev_visible = visible & ~newly
         with torch.no_grad():
-            c = ema_model.class_emb(labels)
+            mod, _ = ema_model.modulations(labels)
             features = torch.zeros(b, n, ema_model.config.dim, device=ids.device)
             if bool(prev_visible.any()):
                 pos = ema_model._positions(prev_visible)
-                f = ema_model.encode(ids.gather(1, pos), pos, c).float()
+                f = ema_model.encode(ids.gather(1, pos), pos, mod).float()
                 features = features.scatter(1, pos.unsqueeze(-1).expand(-1, -1, f.shape[-1]), f)
         cache = ENATCache(features, prev_visible)
     logits = model(inputs, labels, query=query, cache=cache)

@@ -123,16 +123,21 @@ def choose_remask(confidence: torch.Tensor, temperature: float, k: int, u: torch
 # ----------------------------------------------------------------------------------------------
 
 def _slice_cache(c, lo: int, hi: int):
+    """Rows lo:hi of every tensor field of a cache dataclass (None fields stay None)."""
     if c is None:
         return None
-    return type(c)(**{f.name: getattr(c, f.name)[lo:hi] for f in dataclasses.fields(c)})
+    return type(c)(**{f.name: None if getattr(c, f.name) is None else getattr(c, f.name)[lo:hi]
+                      for f in dataclasses.fields(c)})
 
 
 def _cat_caches(parts: list):
     if any(p is None for p in parts):
         return None
-    fs = dataclasses.fields(parts[0])
-    return type(parts[0])(**{f.name: torch.cat([getattr(p, f.name) for p in parts]) for f in fs})
+    out = {}
+    for f in dataclasses.fields(parts[0]):
+        vals = [getattr(p, f.name) for p in parts]
+        out[f.name] = None if any(v is None for v in vals) else torch.cat(vals)
+    return type(parts[0])(**out)
 
 
 def _call(model, ids, labels, query, cache, chunk: int | None):
