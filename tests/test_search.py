@@ -166,3 +166,26 @@ def test_step_clipping_bounds_every_update():
         d = (x - prev).abs()
         assert float(d[lay["tau1"]].max()) <= 0.1 + 1e-9 and float(d[lay["s"]].max()) <= 0.1 + 1e-9
         prev = x
+
+
+def test_fd_warns_when_its_ratio_step_is_below_one_token(tmp_path):
+    """At 7x7 tokens the released r step (0.01) changes no masked count: the user is told."""
+    from autonat.search.loop import SearchConfig, Searcher
+
+    class Quadratic(Searcher):
+        def fid(self, model, strategy, **kw):
+            return quadratic(strategy)
+
+    class Model(_FakeModel):
+        seq_len = 49
+
+    def run(eps_ratio):
+        lines = []
+        cfg = SearchConfig(steps=T, gen=GenSearchConfig(method="fd", max_updates=1, eps_ratio=eps_ratio))
+        s = Quadratic(tmp_path / str(eps_ratio), cfg, tokenizer=None, extractor=None, ref_feats=None,
+                      log=lines.append)
+        s.search_generation(Model(1.0, 1.0), maskgit(T))
+        return [x for x in lines if "warning" in x]
+
+    assert len(run(0.01)) == 1 and "49 tokens" in run(0.01)[0]
+    assert run(1 / 40) == []

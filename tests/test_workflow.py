@@ -121,3 +121,29 @@ def test_every_plot(trained):
                  "--steps", "3", "--classes", "0,1", "--out", str(plots / "strip.png")]) == 0
     for f in ("schedules", "search", "frontier", "strip"):
         _png(plots / f"{f}.png")
+
+
+def test_full_alternating_search_reports_table_6a_and_resumes(trained, folder, capsys):
+    """Algorithm 1 through the CLI: train candidates under p(r), search both strategies, report the
+    2x2 ablation on fresh seeds; the same command again trains and evaluates nothing."""
+    out = trained / "alt"
+    argv = ["search", "--tokens", str(trained / "cache"), "--model", "tiny", "--tokenizer", str(trained / "tok"),
+            "--steps", "3", "--n", "16", "--n-final", "16", "--max-updates", "1", "--max-trainings", "2",
+            "--max-alternations", "1", "--train-steps", "3", "--train-batch-size", "8",
+            "--ref-data", str(folder), "--out", str(out), "--no-bf16", *COMMON]
+    assert main(argv) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    abl = summary["final"]["ablation"]
+    assert set(abl) == {"baseline", "generation_only", "training_only", "both"}
+    assert all(np.isfinite(v) for v in abl.values())
+    assert abl["baseline"] == summary["final"]["baseline"] and abl["both"] == summary["final"]["found"]
+    best = json.loads((out / "best_strategy.json").read_text())
+    assert best["mask_dist"].startswith("beta:") and best["steps"] == 3
+    assert "Table 6a" in (out / "report.md").read_text()
+    with sqlite3.connect(out / "trials.sqlite") as db:
+        counts = [db.execute(f"select count(*) from {t}").fetchone()[0] for t in ("evaluations", "trainings")]
+    assert counts[1] >= 2                          # the arccos baseline + at least one Beta candidate
+    assert main(argv) == 0
+    with sqlite3.connect(out / "trials.sqlite") as db:
+        assert [db.execute(f"select count(*) from {t}").fetchone()[0]
+                for t in ("evaluations", "trainings")] == counts

@@ -126,8 +126,16 @@ def cmd_search(args) -> int:
         baseline_model = s.trained(cfg.init_mask_dist)
     final_base = s.final_eval(model if args.only == "generation" else baseline_model, init, "final-baseline")
     final_found = s.final_eval(model, best, "final-found")
-    summary.update({"final": {"baseline": final_base, "found": final_found, "n": cfg.n_final, "seed": cfg.final_seed,
-                              "ratio": final_found / final_base},
+    final = {"baseline": final_base, "found": final_found, "n": cfg.n_final, "seed": cfg.final_seed,
+             "ratio": final_found / final_base}
+    if args.only != "generation":
+        # The paper's Table 6a on fresh seeds: which half of the search (training / generation) helps.
+        final["ablation"] = {
+            "baseline": final_base,
+            "generation_only": s.final_eval(baseline_model, best, "final-gen-only"),
+            "training_only": s.final_eval(model, init, "final-train-only"),
+            "both": final_found}
+    summary.update({"final": final,
                     "metric": extractor.metric_name, "n": cfg.n, "crn": cfg.crn, "mask_dist": mask_dist,
                     "seconds": time.perf_counter() - t0, "method": args.method, "steps": args.steps})
     if D.is_main():

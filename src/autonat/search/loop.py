@@ -120,6 +120,11 @@ class Searcher:
     # -- phases --------------------------------------------------------------------------------
     def search_generation(self, model, init: Strategy, tag: str = "gen") -> SearchResult:
         self.fresh_counter = 0
+        n_tok = getattr(model, "seq_len", 0)
+        if self.cfg.gen.method == "fd" and "r" in self.cfg.gen.knobs and n_tok and self.cfg.gen.eps_ratio * n_tok < 1:
+            self.log(f"[{tag}] warning: the finite-difference step for r ({self.cfg.gen.eps_ratio:g}) moves fewer "
+                     f"than one of the {n_tok} tokens, so most r differences will be exactly zero; "
+                     f"consider --eps-ratio {1 / n_tok:.3g} or more")
         t0 = time.perf_counter()
         res = optimize_generation(lambda st: self.fid(model, st, tag=tag), init, self.cfg.gen,
                                   on_update=lambda u, st, f: self.log(

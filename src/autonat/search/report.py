@@ -42,6 +42,14 @@ def write_report(out: str | Path, store: TrialStore, init: Strategy, best: Strat
                   f"| initial ({init.name or 'init'}) | {f['baseline']:.3f} | {f['n']} | {f['seed']} |",
                   f"| found | {f['found']:.3f} | {f['n']} | {f['seed']} |",
                   f"| ratio found / initial | {f['found'] / f['baseline']:.3f} | | |", ""]
+        if "ablation" in f:
+            a = f["ablation"]
+            lines += ["Which half of the search helps (paper's Table 6a; same fresh seeds):", "",
+                      "| p(r) | generation strategy | FID |", "|---|---|---|",
+                      f"| initial | initial | {a['baseline']:.3f} |",
+                      f"| initial | found | {a['generation_only']:.3f} |",
+                      f"| found | initial | {a['training_only']:.3f} |",
+                      f"| found | found | {a['both']:.3f} |", ""]
     if alts:
         lines += ["## Alternations", "", "| alternation | FID (search seeds) | p(r) |", "|---|---|---|"]
         lines += [f"| {a['alternation']} | {a['fid']:.3f} | {a['mask_dist']} |" for a in alts]

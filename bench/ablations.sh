@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# The paper's ablations at our scale (issue 5), run after a full search (Algorithm 1) on the tiny
+# proxy has finished:
+#
+#   autonat search --tokens runs/tokens/train --model tiny --steps 4 --method spsa --n 2000 \
+#     --n-final 10000 --max-updates 16 --max-trainings 6 --max-alternations 3 --train-steps 800 \
+#     --lr-other 0.05 --lr-ratio 0.002 --out runs/search-alt-tiny
+#   bash bench/ablations.sh runs/search-alt-tiny [OUT_DIR]          (~35 min on 2 CPU cores)
+#
+# Table 2  : p(r) = fixed 0.8 vs the arccos heuristic vs the searched Beta, same proxy training
+#            budget (the search's own template), all sampled with maskgit at T = 4.
+# Table 6d : the generation strategy found on `tiny` transferred to the shipped `small` U-ViT
+#            (compare with the small model's own searched strategy and maskgit, docs/RESULTS.md).
+# Table 6e : leave one knob out - generation-only searches of the arccos proxy model with the same
+#            budget and seeds as the full search's first generation phase, one knob frozen at its
+#            maskgit value (and a reference with every knob, which replays that phase from the cache). The full search's trial store is copied into each so evaluations the
+#            two share (the start point, the fresh-seed baseline) are not paid twice.
+# Every FID in the summary is a fresh-seed (seed 1000000) number on 10k samples.
+set -euo pipefail
+search=${1:?usage: bench/ablations.sh SEARCH_DIR [OUT_DIR]}
+out=${2:-runs/ablations}
+n=${N:-10000}
+seed=1000000
+mkdir -p "$out"
+summary="$out/summary.jsonl"
+: > "$summary"
+
+arccos_dir=$(python - "$search" <<'EOF'
+import json, sqlite3, sys
+with sqlite3.connect(f"{sys.argv[1]}/trials.sqlite") as db:
+    rows = db.execute("select mask_dist, path from trainings").fetchall()
+print(next(p for d, p in rows if d == "arccos"))
+EOF
+)
+template="$arccos_dir/train_config.json"
+cfg() { python -c "import json,sys; print(json.load(open('$template'))['$1'])"; }
+
+ev() {  # name model strategy
+  autonat evaluate --model "$2" --strategy "$3" --steps 4 --n "$n" --seed "$seed" --no-pr --json --quiet \
+    | tail -n 1 | python -c "import json,sys; r=json.load(sys.stdin); r['name']='$1'; print(json.dumps(r))" >> "$summary"
+  tail -n 1 "$summary" | python -c "import json,sys; r=json.load(sys.stdin); print(f\"{r['name']}: FID {r['fid']:.3f}\")"
+}
+
+# --- Table 2: same proxy training as the search's candidates, only p(r) differs -------------
+fixed_dir="$out/tiny-fixed0.8"
+if [ ! -f "$fixed_dir/model.safetensors" ]; then
+  autonat train --tokens "$(cfg tokens)" --model tiny --mask-dist fixed:0.8 --steps "$(cfg max_steps)" \
+    --batch-size "$(cfg batch_size)" --lr "$(cfg lr)" --warmup "$(cfg warmup_steps)" --ema "$(cfg ema_decay)" \
+    --seed "$(cfg seed)" --log-every 100 --out "$fixed_dir" --quiet
+fi
+found_dist=$(python -c "import json; print(json.load(open('$search/best_strategy.json'))['mask_dist'])")
+found_dir=$(python - "$search" "$found_dist" <<'EOF'
+import sqlite3, sys
+with sqlite3.connect(f"{sys.argv[1]}/trials.sqlite") as db:
+    rows = db.execute("select mask_dist, path from trainings").fetchall()
+print(next(p for d, p in rows if d == sys.argv[2]))
+EOF
+)
+ev "table2 arccos" "$arccos_dir" maskgit
+ev "table2 fixed:0.8" "$fixed_dir" maskgit
+ev "table2 searched $found_dist" "$found_dir" maskgit
+
+# --- Table 6d: tiny-found strategy on the shipped small model -------------------------------
+ev "table6d small + tiny-found strategy" fashion-mnist "$search/best_strategy.json"
+
+# --- Table 6e: leave one knob out (generation-only, arccos proxy) ---------------------------
+for drop in none r tau1 tau2 s; do    # none = every knob (reference: replays the first phase)
+  knobs=$(echo r,tau1,tau2,s | tr ',' '\n' | grep -vx "$drop" | paste -sd,)
+  d="$out/knobs-no-$drop"
+  mkdir -p "$d"
+  [ -f "$d/trials.sqlite" ] || cp "$search/trials.sqlite" "$d/trials.sqlite"
+  autonat search --only generation --model "$arccos_dir" --steps 4 --method spsa --n 2000 --n-final "$n" \
+    --final-seed "$seed" --max-updates 16 --lr-other 0.05 --lr-ratio 0.002 --knobs "$knobs" --out "$d" --quiet \
+    | tail -n 1 | python -c "import json,sys; r=json.load(sys.stdin); f=r['final']; print(json.dumps({'name': 'table6e without $drop', 'fid': f['found'], 'baseline': f['baseline'], 'evaluations': r['evaluations']}))" >> "$summary"
+  tail -n 1 "$summary"
+done
+echo "summary: $summary"
