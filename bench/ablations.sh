@@ -48,6 +48,13 @@ if [ ! -f "$fixed_dir/model.safetensors" ]; then
     --batch-size "$(cfg batch_size)" --lr "$(cfg lr)" --warmup "$(cfg warmup_steps)" --ema "$(cfg ema_decay)" \
     --seed "$(cfg seed)" --log-every 100 --out "$fixed_dir" --quiet
 fi
+# the same arccos training with another seed: how much of a p(r) difference is training noise
+seed1_dir="$out/tiny-arccos-seed1"
+if [ ! -f "$seed1_dir/model.safetensors" ]; then
+  autonat train --tokens "$(cfg tokens)" --model tiny --mask-dist arccos --steps "$(cfg max_steps)" \
+    --batch-size "$(cfg batch_size)" --lr "$(cfg lr)" --warmup "$(cfg warmup_steps)" --ema "$(cfg ema_decay)" \
+    --seed 1 --log-every 100 --out "$seed1_dir" --quiet
+fi
 found_dist=$(python -c "import json; print(json.load(open('$search/best_strategy.json'))['mask_dist'])")
 found_dir=$(python - "$search" "$found_dist" <<'EOF'
 import sqlite3, sys
@@ -57,8 +64,9 @@ print(next(p for d, p in rows if d == sys.argv[2]))
 EOF
 )
 ev "table2 arccos" "$arccos_dir" maskgit
+ev "table2 arccos (training seed 1)" "$seed1_dir" maskgit
 ev "table2 fixed:0.8" "$fixed_dir" maskgit
-ev "table2 searched $found_dist" "$found_dir" maskgit
+[ "$found_dist" = arccos ] || ev "table2 searched $found_dist" "$found_dir" maskgit
 
 # --- Table 6d: tiny-found strategy on the shipped small model -------------------------------
 ev "table6d small + tiny-found strategy" fashion-mnist "$search/best_strategy.json"

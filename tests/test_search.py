@@ -189,3 +189,26 @@ def test_fd_warns_when_its_ratio_step_is_below_one_token(tmp_path):
 
     assert len(run(0.01)) == 1 and "49 tokens" in run(0.01)[0]
     assert run(1 / 40) == []
+
+
+def test_alternating_loop_keeps_a_better_initial_p_r_outside_the_beta_family(tmp_path):
+    """arccos is not a Beta: if no Beta candidate beats it, it stays, and F never gets worse."""
+    from autonat.search.loop import SearchConfig, Searcher
+
+    class Synthetic(Searcher):
+        def trained(self, mask_dist):
+            return _FakeModel(0.0, 0.0) if mask_dist == "arccos" else _FakeModel(*map(float, mask_dist[5:].split(",")))
+
+        def fid(self, model, strategy, **kw):
+            penalty = 0.0 if model.alpha == 0.0 else 1.0 + (math.log(model.alpha / 6)) ** 2
+            return quadratic(strategy) + penalty
+
+    cfg = SearchConfig(steps=T, eps=0.05, max_alternations=3,
+                       gen=GenSearchConfig(method="fd", max_updates=10, lr_ratio=5e-3, lr_other=0.2,
+                                           eps_ratio=1e-3, eps_other=1e-3),
+                       beta=BetaSearchConfig(max_trainings=6))
+    s = Synthetic(tmp_path, cfg, tokenizer=None, extractor=None, ref_feats=None, log=lambda *_: None)
+    out = s.alternate()
+    assert out["mask_dist"] == "arccos"
+    fids = [r["fid"] for r in out["alternations"]]
+    assert all(b <= a + 1e-12 for a, b in zip(fids, fids[1:]))

@@ -9,6 +9,10 @@ FID evaluation and every training recorded in the trial store (resumable after a
         F_new               <- Evaluate(generation strategy, model)
     until |F_new - F_prev| <= eps  (or max alternations)
 
+A line-search result replaces the current p(r) only if it beats it under the same generation
+strategy (the initial p(r), e.g. arccos, need not be a Beta), so F never gets worse from one
+alternation to the next on the search seeds.
+
 Objective evaluations use common random numbers by default (same labels and noise for every
 candidate: seed `search_seed`); with `crn=False` every evaluation draws fresh seeds, as the
 released code does. The reported numbers are re-evaluated at the end on *fresh* seeds
@@ -163,11 +167,18 @@ class Searcher:
             start = moment_matched_beta(min(max(init_dist.mean, 0.05), 0.95), 0.02)
         f_prev = float("inf")
         for it in range(1, cfg.max_alternations + 1):
-            st = self.search_generation(model, st, tag=f"gen{it}").best
+            gres = self.search_generation(model, st, tag=f"gen{it}")
+            st, f_cur = gres.best, gres.best_value            # F of the current p(r) with the new strategy
             tres = self.search_training(st, start, tag=f"train{it}")
             start = (tres.alpha, tres.beta)
-            dist_spec = Beta(tres.alpha, tres.beta).spec
-            model = self.trained(dist_spec)
+            if tres.value < f_cur:
+                dist_spec = Beta(tres.alpha, tres.beta).spec
+                model = self.trained(dist_spec)
+            else:
+                # The incumbent p(r) may lie outside the Beta family (arccos, fixed): a candidate
+                # replaces it only if it is better under the same generation strategy.
+                self.log(f"[train{it}] best Beta F = {tres.value:.3f} does not beat the current "
+                         f"p(r) = {dist_spec} (F = {f_cur:.3f}): kept")
             f_new = self.fid(model, st, tag=f"alt{it}")
             rounds.append({"alternation": it, "fid": f_new, "mask_dist": dist_spec, "strategy": st.to_dict()})
             self.store.log_event("alternation", rounds[-1])
