@@ -55,18 +55,25 @@ if [ ! -f "$seed1_dir/model.safetensors" ]; then
     --batch-size "$(cfg batch_size)" --lr "$(cfg lr)" --warmup "$(cfg warmup_steps)" --ema "$(cfg ema_decay)" \
     --seed 1 --log-every 100 --out "$seed1_dir" --quiet
 fi
-found_dist=$(python -c "import json; print(json.load(open('$search/best_strategy.json'))['mask_dist'])")
-found_dir=$(python - "$search" "$found_dist" <<'EOF'
-import sqlite3, sys
-with sqlite3.connect(f"{sys.argv[1]}/trials.sqlite") as db:
-    rows = db.execute("select mask_dist, path from trainings").fetchall()
-print(next(p for d, p in rows if d == sys.argv[2]))
+# the searched p(r); if the search kept arccos, its best Beta candidate (last line search)
+read -r found_dist found_dir < <(python - "$search" <<'EOF'
+import json, sqlite3, sys
+d = sys.argv[1]
+dist = json.load(open(f"{d}/best_strategy.json"))["mask_dist"]
+with sqlite3.connect(f"{d}/trials.sqlite") as db:
+    rows = dict(db.execute("select mask_dist, path from trainings").fetchall())
+    if not dist.startswith("beta:"):
+        last = json.loads(db.execute("select payload from events where kind = 'training_search' "
+                                     "order by id desc limit 1").fetchone()[0])
+        dist = f"beta:{last['alpha']:g},{last['beta']:g}"
+print(dist, rows[dist])
 EOF
 )
 ev "table2 arccos" "$arccos_dir" maskgit
 ev "table2 arccos (training seed 1)" "$seed1_dir" maskgit
 ev "table2 fixed:0.8" "$fixed_dir" maskgit
-[ "$found_dist" = arccos ] || ev "table2 searched $found_dist" "$found_dir" maskgit
+ev "table2 best Beta $found_dist" "$found_dir" maskgit
+ev "table6a best Beta $found_dist + found strategy" "$found_dir" "$search/best_strategy.json"
 
 # --- Table 6d: tiny-found strategy on the shipped small model -------------------------------
 ev "table6d small + tiny-found strategy" fashion-mnist "$search/best_strategy.json"

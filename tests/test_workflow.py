@@ -147,3 +147,6 @@ def test_full_alternating_search_reports_table_6a_and_resumes(trained, folder, c
     with sqlite3.connect(out / "trials.sqlite") as db:
         assert [db.execute(f"select count(*) from {t}").fetchone()[0]
                 for t in ("evaluations", "trainings")] == counts
+    # the report lists this run's alternations once (0 = initial, 1), not the earlier run's again
+    section = (out / "report.md").read_text().split("## Alternations")[1].split("\n\n")[1]
+    assert [row.split("|")[1].strip() for row in section.splitlines()[2:]] == ["0", "1"]

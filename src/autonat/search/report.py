@@ -24,11 +24,11 @@ def write_report(out: str | Path, store: TrialStore, init: Strategy, best: Strat
     if series:
         plot_curves(series, out / "fid_vs_evaluations.png", xlabel="FID evaluations", ylabel="best FID so far",
                     title="generation-strategy search")
-    alts = store.events("alternation")
+    # This run's alternations (the store also holds those of earlier, possibly different, runs).
+    alts = summary.get("alternations") or []
     if alts:
-        xs = [0] + [a["alternation"] for a in alts]
-        ys = [summary.get("baseline_search_fid", alts[0]["fid"])] + [a["fid"] for a in alts]
-        plot_curves({"FID (search seeds)": (xs, ys)}, out / "fid_vs_alternation.png", xlabel="alternation")
+        plot_curves({"FID (search seeds)": ([a["alternation"] for a in alts], [a["fid"] for a in alts])},
+                    out / "fid_vs_alternation.png", xlabel="alternation")
     plot_strategies({"initial": init, "found": best}, out / "schedules.png")
     lines = ["# AutoNAT search report", "",
              f"- steps T = {best.steps}; objective = FID ({summary.get('metric', 'fmnist')} features), "
@@ -51,7 +51,8 @@ def write_report(out: str | Path, store: TrialStore, init: Strategy, best: Strat
                       f"| found | initial | {a['training_only']:.3f} |",
                       f"| found | found | {a['both']:.3f} |", ""]
     if alts:
-        lines += ["## Alternations", "", "| alternation | FID (search seeds) | p(r) |", "|---|---|---|"]
+        lines += ["## Alternations (0 = initial p(r) and strategy)", "",
+                  "| alternation | FID (search seeds) | p(r) |", "|---|---|---|"]
         lines += [f"| {a['alternation']} | {a['fid']:.3f} | {a['mask_dist']} |" for a in alts]
         lines.append("")
     lines += ["## Found strategy", "", "| t | r | tau1 | tau2 | s |", "|---|---|---|---|---|"]
