@@ -5,7 +5,7 @@
 #   autonat search --tokens runs/tokens/train --model tiny --steps 4 --method spsa --n 2000 \
 #     --n-final 10000 --max-updates 16 --max-trainings 6 --max-alternations 3 --train-steps 800 \
 #     --lr-other 0.05 --lr-ratio 0.002 --out runs/search-alt-tiny
-#   bash bench/ablations.sh runs/search-alt-tiny [OUT_DIR]          (~35 min on 2 CPU cores)
+#   bash bench/ablations.sh runs/search-alt-tiny [OUT_DIR]          (~50 min on 2 CPU cores)
 #
 # Table 2  : p(r) = fixed 0.8 vs the arccos heuristic vs the searched Beta, same proxy training
 #            budget (the search's own template), all sampled with maskgit at T = 4.
@@ -42,19 +42,16 @@ ev() {  # name model strategy
 }
 
 # --- Table 2: same proxy training as the search's candidates, only p(r) differs -------------
+proxy() {  # out_dir p(r) seed: one proxy training under the search's template (skipped if done)
+  [ -f "$1/model.safetensors" ] || autonat train --tokens "$(cfg tokens)" --model tiny --mask-dist "$2" \
+    --steps "$(cfg max_steps)" --batch-size "$(cfg batch_size)" --lr "$(cfg lr)" --warmup "$(cfg warmup_steps)" \
+    --ema "$(cfg ema_decay)" --seed "$3" --log-every 100 --out "$1" --quiet
+}
 fixed_dir="$out/tiny-fixed0.8"
-if [ ! -f "$fixed_dir/model.safetensors" ]; then
-  autonat train --tokens "$(cfg tokens)" --model tiny --mask-dist fixed:0.8 --steps "$(cfg max_steps)" \
-    --batch-size "$(cfg batch_size)" --lr "$(cfg lr)" --warmup "$(cfg warmup_steps)" --ema "$(cfg ema_decay)" \
-    --seed "$(cfg seed)" --log-every 100 --out "$fixed_dir" --quiet
-fi
-# the same arccos training with another seed: how much of a p(r) difference is training noise
+proxy "$fixed_dir" fixed:0.8 "$(cfg seed)"
+# the same trainings with another seed: how much of a p(r) difference is training noise
 seed1_dir="$out/tiny-arccos-seed1"
-if [ ! -f "$seed1_dir/model.safetensors" ]; then
-  autonat train --tokens "$(cfg tokens)" --model tiny --mask-dist arccos --steps "$(cfg max_steps)" \
-    --batch-size "$(cfg batch_size)" --lr "$(cfg lr)" --warmup "$(cfg warmup_steps)" --ema "$(cfg ema_decay)" \
-    --seed 1 --log-every 100 --out "$seed1_dir" --quiet
-fi
+proxy "$seed1_dir" arccos 1
 # the searched p(r); if the search kept arccos, its best Beta candidate (last line search)
 read -r found_dist found_dir < <(python - "$search" <<'EOF'
 import json, sqlite3, sys
@@ -73,6 +70,8 @@ ev "table2 arccos" "$arccos_dir" maskgit
 ev "table2 arccos (training seed 1)" "$seed1_dir" maskgit
 ev "table2 fixed:0.8" "$fixed_dir" maskgit
 ev "table2 best Beta $found_dist" "$found_dir" maskgit
+proxy "$out/tiny-beta-seed1" "$found_dist" 1
+ev "table2 best Beta $found_dist (training seed 1)" "$out/tiny-beta-seed1" maskgit
 ev "table6a best Beta $found_dist + found strategy" "$found_dir" "$search/best_strategy.json"
 
 # --- Table 6d: tiny-found strategy on the shipped small model -------------------------------
