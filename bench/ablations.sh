@@ -13,8 +13,9 @@
 #            (compare with the small model's own searched strategy and maskgit, docs/RESULTS.md).
 # Table 6e : leave one knob out - generation-only searches of the arccos proxy model with the same
 #            budget and seeds as the full search's first generation phase, one knob frozen at its
-#            maskgit value (and a reference with every knob, which replays that phase from the cache). The full search's trial store is copied into each so evaluations the
-#            two share (the start point, the fresh-seed baseline) are not paid twice.
+#            maskgit value, and a reference with every knob (it replays that phase from the
+#            cache). The full search's trial store is copied into each, so evaluations they
+#            share (the start point, the fresh-seed baseline) are not paid twice.
 # Every FID in the summary is a fresh-seed (seed 1000000) number on 10k samples.
 set -euo pipefail
 search=${1:?usage: bench/ablations.sh SEARCH_DIR [OUT_DIR]}
@@ -25,11 +26,19 @@ mkdir -p "$out"
 summary="$out/summary.jsonl"
 : > "$summary"
 
-arccos_dir=$(python - "$search" <<'EOF'
+# The arccos proxy and the searched p(r) (if the search kept arccos: the best Beta candidate of
+# its last line search), with their training directories, from the search's trial store.
+read -r arccos_dir found_dist found_dir < <(python - "$search" <<'EOF'
 import json, sqlite3, sys
-with sqlite3.connect(f"{sys.argv[1]}/trials.sqlite") as db:
-    rows = db.execute("select mask_dist, path from trainings").fetchall()
-print(next(p for d, p in rows if d == "arccos"))
+d = sys.argv[1]
+dist = json.load(open(f"{d}/best_strategy.json"))["mask_dist"]
+with sqlite3.connect(f"{d}/trials.sqlite") as db:
+    rows = dict(db.execute("select mask_dist, path from trainings").fetchall())
+    if not dist.startswith("beta:"):
+        last = json.loads(db.execute("select payload from events where kind = 'training_search' "
+                                     "order by id desc limit 1").fetchone()[0])
+        dist = f"beta:{last['alpha']:g},{last['beta']:g}"
+print(rows["arccos"], dist, rows[dist])
 EOF
 )
 template="$arccos_dir/train_config.json"
@@ -52,20 +61,6 @@ proxy "$fixed_dir" fixed:0.8 "$(cfg seed)"
 # the same trainings with another seed: how much of a p(r) difference is training noise
 seed1_dir="$out/tiny-arccos-seed1"
 proxy "$seed1_dir" arccos 1
-# the searched p(r); if the search kept arccos, its best Beta candidate (last line search)
-read -r found_dist found_dir < <(python - "$search" <<'EOF'
-import json, sqlite3, sys
-d = sys.argv[1]
-dist = json.load(open(f"{d}/best_strategy.json"))["mask_dist"]
-with sqlite3.connect(f"{d}/trials.sqlite") as db:
-    rows = dict(db.execute("select mask_dist, path from trainings").fetchall())
-    if not dist.startswith("beta:"):
-        last = json.loads(db.execute("select payload from events where kind = 'training_search' "
-                                     "order by id desc limit 1").fetchone()[0])
-        dist = f"beta:{last['alpha']:g},{last['beta']:g}"
-print(dist, rows[dist])
-EOF
-)
 ev "table2 arccos" "$arccos_dir" maskgit
 ev "table2 arccos (training seed 1)" "$seed1_dir" maskgit
 ev "table2 fixed:0.8" "$fixed_dir" maskgit

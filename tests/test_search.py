@@ -187,7 +187,8 @@ def test_fd_warns_when_its_ratio_step_is_below_one_token(tmp_path):
         s.search_generation(Model(1.0, 1.0), maskgit(T))
         return [x for x in lines if "warning" in x]
 
-    assert len(run(0.01)) == 1 and "49 tokens" in run(0.01)[0]
+    warned = run(0.01)
+    assert len(warned) == 1 and "49 tokens" in warned[0]
     assert run(1 / 40) == []
 
 

@@ -17,6 +17,12 @@ def _curves(store: TrialStore) -> dict[str, tuple[list, list]]:
     return series
 
 
+def _table(header: tuple, rows: list[tuple]) -> list[str]:
+    """A markdown table (header, separator, rows) followed by a blank line."""
+    return ["| " + " | ".join(map(str, header)) + " |", "|" + "---|" * len(header),
+            *("| " + " | ".join(map(str, r)) + " |" for r in rows), ""]
+
+
 def write_report(out: str | Path, store: TrialStore, init: Strategy, best: Strategy, summary: dict) -> None:
     """report.md + fid_vs_evaluations.png + fid_vs_alternation.png + schedules.png in `out`."""
     out = Path(out)
@@ -38,27 +44,26 @@ def write_report(out: str | Path, store: TrialStore, init: Strategy, best: Strat
     if "final" in summary:
         f = summary["final"]
         lines += ["## Final evaluation on fresh seeds (not used by the search)", "",
-                  "| strategy | FID | n | seed |", "|---|---|---|---|",
-                  f"| initial ({init.name or 'init'}) | {f['baseline']:.3f} | {f['n']} | {f['seed']} |",
-                  f"| found | {f['found']:.3f} | {f['n']} | {f['seed']} |",
-                  f"| ratio found / initial | {f['found'] / f['baseline']:.3f} | | |", ""]
+                  *_table(("strategy", "FID", "n", "seed"),
+                          [(f"initial ({init.name or 'init'})", f"{f['baseline']:.3f}", f["n"], f["seed"]),
+                           ("found", f"{f['found']:.3f}", f["n"], f["seed"]),
+                           ("ratio found / initial", f"{f['found'] / f['baseline']:.3f}", "", "")])]
         if "ablation" in f:
             a = f["ablation"]
             lines += ["Which half of the search helps (paper's Table 6a; same fresh seeds):", "",
-                      "| p(r) | generation strategy | FID |", "|---|---|---|",
-                      f"| initial | initial | {a['baseline']:.3f} |",
-                      f"| initial | found | {a['generation_only']:.3f} |",
-                      f"| found | initial | {a['training_only']:.3f} |",
-                      f"| found | found | {a['both']:.3f} |", ""]
+                      *_table(("p(r)", "generation strategy", "FID"),
+                              [(p, g, f"{a[k]:.3f}") for p, g, k in (
+                                  ("initial", "initial", "baseline"), ("initial", "found", "generation_only"),
+                                  ("found", "initial", "training_only"), ("found", "found", "both"))])]
     if alts:
         lines += ["## Alternations (0 = initial p(r) and strategy)", "",
-                  "| alternation | FID (search seeds) | p(r) |", "|---|---|---|"]
-        lines += [f"| {a['alternation']} | {a['fid']:.3f} | {a['mask_dist']} |" for a in alts]
-        lines.append("")
-    lines += ["## Found strategy", "", "| t | r | tau1 | tau2 | s |", "|---|---|---|---|---|"]
-    for t in range(best.steps):
-        lines.append(f"| {t + 1} | {best.r[t]:.4f} | {best.tau1[t]:.4f} | {best.tau2[t]:.4f} | {best.s[t]:.4f} |")
+                  *_table(("alternation", "FID (search seeds)", "p(r)"),
+                          [(a["alternation"], f"{a['fid']:.3f}", a["mask_dist"]) for a in alts])]
+    lines += ["## Found strategy", "",
+              *_table(("t", "r", "tau1", "tau2", "s"),
+                      [(t + 1, *(f"{v[t]:.4f}" for v in (best.r, best.tau1, best.tau2, best.s)))
+                       for t in range(best.steps)])]
     if summary.get("mask_dist"):
-        lines += ["", f"Training strategy p(r) = {summary['mask_dist']}"]
-    lines += ["", "Plots: fid_vs_evaluations.png, fid_vs_alternation.png (full search), schedules.png", ""]
+        lines += [f"Training strategy p(r) = {summary['mask_dist']}", ""]
+    lines += ["Plots: fid_vs_evaluations.png, fid_vs_alternation.png (full search), schedules.png", ""]
     atomic_write_bytes(out / "report.md", "\n".join(lines).encode())
