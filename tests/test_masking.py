@@ -46,7 +46,7 @@ def test_beta_matches_moments():
 def test_arccos_and_others():
     g = torch.Generator().manual_seed(0)
     x = Arccos().sample(200000, g)
-    assert abs(float(x.mean()) - 2 / math.pi) < 3e-3   # E[cos(pi u / 2)] = 2 / pi
+    assert abs(float(x.mean()) - 2 / math.pi) < 3e-3   # E[sin(pi u / 2)] = 2 / pi
     assert bool((Fixed(0.8).sample(10, g) == 0.8).all())
     u = Uniform(0.2, 0.4).sample(1000, g)
     assert float(u.min()) >= 0.2 and float(u.max()) <= 0.4
@@ -66,3 +66,27 @@ def test_parse_specs_and_errors():
     for bad in ("beta:1", "gauss:1,2", "fixed:2", "beta:-1,2", "beta:a,b"):
         with pytest.raises(AutonatError):
             parse_mask_dist(bad)
+
+
+def test_every_p_r_draws_through_an_increasing_inverse_cdf():
+    """Quantile coupling: the same uniforms give ordered ratios under every p(r)."""
+    u = torch.linspace(0, 1, 1001, dtype=torch.float64)
+    for dist in (Beta(12, 3), Beta(0.5, 0.5), Arccos(), Uniform(0.1, 0.9), Fixed(0.8)):
+        r = dist.icdf(u)
+        assert bool((r[1:] >= r[:-1]).all()), dist.spec
+    # arccos: F(r) = (2 / pi) arcsin(r) inverts its icdf
+    assert torch.allclose(torch.asin(Arccos().icdf(u)) * 2 / math.pi, u, atol=1e-12)
+
+
+def test_same_seed_couples_arccos_with_its_moment_matched_beta():
+    """Same training seed, two nearly equal p(r): nearly every example gets the same masked count
+    and the same positions (only the count can differ). Drawing arccos as cos(pi u / 2) (decreasing)
+    would pair a high ratio with a low one."""
+    from autonat.search.training_strategy import moment_matched_beta
+    beta = Beta(*moment_matched_beta(2 / math.pi, 0.5 - (2 / math.pi) ** 2))
+    ma, _ = sample_training_mask(Arccos(), 4096, 49, torch.Generator().manual_seed(5))
+    mb, _ = sample_training_mask(beta, 4096, 49, torch.Generator().manual_seed(5))
+    diff = (ma.sum(1) - mb.sum(1)).abs()
+    assert float((diff <= 1).float().mean()) > 0.97
+    same = diff == 0
+    assert float(same.float().mean()) > 0.5 and torch.equal(ma[same], mb[same])

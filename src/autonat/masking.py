@@ -5,11 +5,17 @@ ceil(r * N) masked positions (clamped to [1, N]), chosen uniformly at random (pa
 Distributions are first-class objects with a compact text spec used by the CLI and configs:
 
   beta:12,3     Beta(alpha=12, beta=3)   (AutoNAT's released training strategy, mean 0.8)
-  arccos        MaskGIT's heuristic p(r) = 2 / (pi sqrt(1 - r^2)), i.e. r = cos(pi u / 2), u ~ U(0, 1)
+  arccos        MaskGIT's heuristic p(r) = 2 / (pi sqrt(1 - r^2)) on [0, 1], i.e. r = sin(pi u / 2)
   fixed:0.8     r = 0.8 always (the paper's Table 2 baseline)
   uniform       r ~ U(0, 1); `uniform:0.1,0.9` for U(0.1, 0.9)
 
-Every draw takes an explicit `torch.Generator`.
+Every draw takes an explicit `torch.Generator`, and every distribution maps the same uniform
+u ~ U(0, 1) through its *increasing* inverse CDF, r = F^-1(u). Two trainings with the same seed
+and different p(r) therefore share common random numbers (quantile coupling): an example that gets
+a high ratio under one p(r) gets a high ratio under the other, and the mask positions, batches and
+dropout are identical. Comparing p(r) candidates (the training-strategy search) needs this: at the
+search's proxy budget the training realisation alone moves FID by several points (docs/RESULTS.md).
+(MaskGIT writes the arccos draw as r = cos(pi u / 2) - the same distribution, decreasing in u.)
 """
 from __future__ import annotations
 
@@ -21,6 +27,9 @@ from scipy.special import betaincinv
 
 from .io import AutonatError
 
+# Bumped when the map from a seed to the drawn ratios changes (2: arccos drawn through its increasing
+# inverse CDF), so trial stores do not reuse a training made under the old draws.
+SAMPLING_VERSION = 2
 _EPS = 1e-6  # ceil(r*N - eps): r*N that is an integer up to float error is not rounded up
 
 
@@ -65,8 +74,8 @@ class Beta(MaskRatioDistribution):
 
 @dataclass(frozen=True)
 class Arccos(MaskRatioDistribution):
-    def icdf(self, u):
-        return torch.cos(u * (math.pi / 2))
+    def icdf(self, u):  # F(r) = (2 / pi) arcsin(r)
+        return torch.sin(u * (math.pi / 2))
 
     @property
     def mean(self) -> float:

@@ -28,7 +28,7 @@ from pathlib import Path
 from .. import distributed as D
 from ..evaluation import EvalConfig, evaluate_model
 from ..io import atomic_write_json
-from ..masking import Arccos, Beta, parse_mask_dist
+from ..masking import SAMPLING_VERSION, Arccos, Beta, parse_mask_dist
 from ..models.registry import load_model
 from ..strategy import Strategy, maskgit
 from ..training import TrainConfig, train
@@ -106,7 +106,7 @@ class Searcher:
     def trained(self, mask_dist: str):
         """Model trained with p(r) = mask_dist under the template config (cached by inputs)."""
         tcfg = replace(self.train_template, mask_dist=parse_mask_dist(mask_dist).spec)
-        key = trial_key({"train": asdict(tcfg)})
+        key = trial_key({"train": asdict(tcfg), "mask_sampling": SAMPLING_VERSION})
         hit = D.broadcast_object(self.store.get_training(key) if D.is_main() else None)
         if hit is not None and (Path(hit["path"]) / "model.safetensors").is_file():
             return load_model(hit["path"])
