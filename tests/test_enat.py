@@ -4,7 +4,8 @@ from __future__ import annotations
 import torch
 
 from autonat.metrics.cost import sampling_flops
-from autonat.models.enat import ENATCache
+from autonat.models.enat import ENATCache, fold_class_conditioning
+from autonat.models.registry import count_parameters, load_model, save_model
 from autonat.pipeline import WithoutReuse
 from autonat.sampling import IndexedNoise, sample
 from autonat.strategy import maskgit
@@ -142,3 +143,30 @@ def test_cached_modulations_are_exact_and_label_checked():
                          torch.zeros_like(cache.out_mod))
     e = m.step(ids2, lab, _query(mask2), poisoned)[0]             # grad enabled: recomputed
     assert torch.allclose(e, b, atol=1e-5)
+
+
+def test_folded_class_conditioning_is_the_same_function(tmp_path):
+    """Folding the adaLN Linears into a per-label table changes no output (every label, the
+    null label included, with and without reuse) and survives save/load; fewer weights."""
+    m = tiny_enat()
+    f = fold_class_conditioning(m)
+    assert f.config.class_table and not hasattr(f, "class_emb") and count_parameters(f) < count_parameters(m)
+    save_model(f, tmp_path / "f")
+    back = load_model(tmp_path / "f")
+    assert back.config.class_table
+    ids, mask = _canvas(visible=12)
+    for lab in (torch.tensor([0, 10]), torch.tensor([3, 3])):
+        with torch.no_grad():
+            a, ca = m.step(ids, lab, _query(mask), None)
+            for g in (f, back):
+                b, cb = g.step(ids, lab, _query(mask), None)
+                assert torch.allclose(a, b, atol=1e-5)
+                ids2 = ids.scatter(1, _query(mask)[:, :4], 2)
+                a2, _ = m.step(ids2, lab, _query(ids2 == K), ca)
+                b2, _ = g.step(ids2, lab, _query(ids2 == K), cb)
+                assert torch.allclose(a2, b2, atol=1e-5)
+    st = maskgit(4)
+    noise = IndexedNoise(3, (0, 1, 2))
+    assert torch.equal(sample(m, st, torch.tensor([1, 2, 10]), noise).ids,
+                       sample(f, st, torch.tensor([1, 2, 10]), noise).ids)
+    assert fold_class_conditioning(f) is f
