@@ -1,0 +1,115 @@
+"""How much of a p(r) comparison is the training realisation? (issue 5, training-strategy search)
+
+Trains the search's proxy (U-ViT `tiny`, 800 steps) under each p(r) in --dists, each training seed
+in --seeds, and two ways of turning the seed's uniforms u into ratios:
+
+  increasing   r = F^-1(u)      (what `autonat train` does: every p(r) quantile-coupled)
+  decreasing   r = F^-1(1 - u)  (the same p(r); MaskGIT writes arccos as r = cos(pi u / 2))
+
+then evaluates every model with `maskgit` at T = 4 on fresh seeds. Two p(r) with the same seed and
+draw share their batches, mask positions and dropout, and (if their shapes are close) nearly every
+example's masked count: their FID difference is the effect of p(r). Different seeds or draws
+measure what the training realisation alone does.
+
+    python bench/pr_coupling.py --tokens runs/tokens/train --out runs/pr-coupling
+
+A model directory that already holds weights is not retrained (its train_config.json must match).
+"""
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import statistics
+from pathlib import Path
+
+from autonat import masking, training
+from autonat.evaluation import EvalConfig, evaluate_model
+from autonat.io import AutonatError, atomic_write_json, config_to_dict, load_json
+from autonat.metrics.reference import load_extractor, reference_features
+from autonat.pipeline import Pipeline
+
+PROXY = dict(arch="uvit", size="tiny", batch_size=256, max_steps=800, lr=1e-3, warmup_steps=80,
+             ema_decay=0.999, log_every=100)   # the full search's training template (--train-steps 800)
+
+
+class Decreasing(masking.MaskRatioDistribution):
+    """p(r) of `base`, drawn as r = F^-1(1 - u). Spec: `decreasing:<base spec>`."""
+
+    def __init__(self, base: masking.MaskRatioDistribution):
+        self.base = base
+
+    def icdf(self, u):
+        return self.base.icdf(1.0 - u)
+
+    @property
+    def spec(self) -> str:
+        return f"decreasing:{self.base.spec}"
+
+
+def _parse(spec):
+    """masking.parse_mask_dist plus `decreasing:<spec>` (installed into the training module only)."""
+    if isinstance(spec, str) and spec.startswith("decreasing:"):
+        return Decreasing(masking.parse_mask_dist(spec.partition(":")[2]))
+    return masking.parse_mask_dist(spec)
+
+
+def train_proxy(tokens: str, spec: str, seed: int, out: Path) -> None:
+    cfg = training.TrainConfig(tokens=tokens, mask_dist=spec, seed=seed, **PROXY)
+    if (out / "model.safetensors").is_file():
+        have = load_json(out / "train_config.json")
+        want = json.loads(json.dumps(config_to_dict(cfg)))
+        diff = sorted(k for k in want if k not in ("tokens", "device") and have.get(k) != want[k])
+        if diff:
+            raise AutonatError(f"{out} was trained with a different config ({diff}); choose another --out")
+        return
+    training.train(cfg, out, resume=(out / "checkpoint" / "state.json").is_file(), show_progress=False)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--tokens", required=True)
+    ap.add_argument("--dists", nargs="+", default=["arccos", "beta:0.918277,0.524149"])
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    ap.add_argument("--draws", nargs="+", choices=("increasing", "decreasing"), default=["increasing", "decreasing"])
+    ap.add_argument("--n", type=int, default=10000)
+    ap.add_argument("--eval-seed", type=int, default=10**6)
+    ap.add_argument("--out", required=True)
+    args = ap.parse_args()
+    for d in args.dists:
+        masking.parse_mask_dist(d)                      # bad spec: fail before any training
+    training.parse_mask_dist = _parse                   # TrainConfig validation and train() use it
+    out = Path(args.out)
+    net = load_extractor("fmnist")
+    ref = reference_features(net, show_progress=False)
+    rows = []
+    for dist, seed, draw in itertools.product(args.dists, args.seeds, args.draws):
+        spec = dist if draw == "increasing" else f"decreasing:{dist}"
+        run = out / f"{spec.replace(':', '_').replace(',', '_')}-seed{seed}"
+        res_file = run / f"fid_maskgit_T4_n{args.n}_seed{args.eval_seed}.json"
+        if not res_file.is_file():
+            train_proxy(args.tokens, spec, seed, run)
+            pipe = Pipeline.from_pretrained(str(run))
+            r = evaluate_model(pipe.model, pipe.tokenizer, pipe.strategy("maskgit", 4), net,
+                               EvalConfig(n=args.n, seed=args.eval_seed, precision_recall=False,
+                                          count_flops=False), ref, show_progress=False)
+            atomic_write_json(res_file, {"fid": r["fid"]})
+        row = {"p(r)": dist, "seed": seed, "draw": draw, "fid": load_json(res_file)["fid"], "dir": str(run)}
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    atomic_write_json(out / "summary.json", rows)
+    print("\n| training seed | draw | " + " | ".join(args.dists) + " |\n|---|---|" + "---|" * len(args.dists))
+    for seed, draw in itertools.product(args.seeds, args.draws):
+        fids = [r["fid"] for r in rows if r["seed"] == seed and r["draw"] == draw]
+        print(f"| {seed} | {draw} | " + " | ".join(f"{f:.2f}" for f in fids) + " |")
+    by_dist = {d: [r["fid"] for r in rows if r["p(r)"] == d] for d in args.dists}
+    if len(args.dists) == 2 and len(rows) > 2:
+        a, b = by_dist[args.dists[0]], by_dist[args.dists[1]]
+        diffs = [y - x for x, y in zip(a, b)]
+        print(f"\ncoupled difference ({args.dists[1]} - {args.dists[0]}): mean {statistics.mean(diffs):+.2f}, "
+              f"range {min(diffs):+.2f} .. {max(diffs):+.2f}; spread of one p(r) over realisations: "
+              + ", ".join(f"{d} {min(v):.2f}..{max(v):.2f}" for d, v in by_dist.items()))
+
+
+if __name__ == "__main__":
+    main()
