@@ -5,7 +5,7 @@
 #   autonat search --tokens runs/tokens/train --model tiny --steps 4 --method spsa --n 2000 \
 #     --n-final 10000 --max-updates 16 --max-trainings 6 --max-alternations 3 --train-steps 800 \
 #     --lr-other 0.05 --lr-ratio 0.002 --out runs/search-alt-tiny
-#   bash bench/ablations.sh runs/search-alt-tiny [OUT_DIR]          (~50 min on 2 CPU cores)
+#   bash bench/ablations.sh runs/search-alt-tiny [OUT_DIR]          (~40 min on 2 CPU cores)
 #
 # Table 2  : p(r) = fixed 0.8 vs the arccos heuristic vs the searched Beta, same proxy training
 #            budget (the search's own template), all sampled with maskgit at T = 4.
