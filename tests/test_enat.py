@@ -150,7 +150,7 @@ def test_folded_class_conditioning_is_the_same_function(tmp_path):
     null label included, with and without reuse) and survives save/load; fewer weights."""
     m = tiny_enat()
     f = fold_class_conditioning(m)
-    assert f.config.class_table and not hasattr(f, "class_emb") and count_parameters(f) < count_parameters(m)
+    assert f.config.class_table and f.class_emb is None and count_parameters(f) < count_parameters(m)
     save_model(f, tmp_path / "f")
     back = load_model(tmp_path / "f")
     assert back.config.class_table

@@ -109,6 +109,8 @@ class ENAT(nn.Module):
         self.config = c = config
         ada = not c.class_table
         self.token_emb = nn.Embedding(c.codebook_size + 1, c.dim)
+        # (registration order = init order: kept as before folding existed, so seeds reproduce)
+        self.class_emb = nn.Embedding(c.num_classes + 1, c.dim) if ada else None
         self.pos_emb = nn.Parameter(torch.zeros(1, c.seq_len, c.dim))
         self.dropout = nn.Dropout(c.dropout)
         self.encoder = nn.ModuleList([SCBlock(c.dim, c.heads, c.mlp_ratio, c.qkv_bias, ada)
@@ -119,11 +121,9 @@ class ENAT(nn.Module):
         self.decoder = nn.ModuleList([SCBlock(c.dim, c.heads, c.mlp_ratio, c.qkv_bias, ada)
                                       for _ in range(c.decoder_depth)])
         self.out_norm = nn.LayerNorm(c.dim, elementwise_affine=False, eps=1e-6)
+        self.out_ada = nn.Sequential(nn.SiLU(), nn.Linear(c.dim, 2 * c.dim)) if ada else None
         self.head = TiedHead(c.dim, c.codebook_size)
-        if ada:
-            self.class_emb = nn.Embedding(c.num_classes + 1, c.dim)
-            self.out_ada = nn.Sequential(nn.SiLU(), nn.Linear(c.dim, 2 * c.dim))
-        else:  # per label: every block's 8d modulations, then the output layer's 2d (zero: identity)
+        if not ada:  # per label: every block's 8d modulations, then the output layer's 2d (zero: identity)
             blocks = c.encoder_depth + c.decoder_depth
             self.mod_table = nn.Parameter(torch.zeros(c.num_classes + 1, blocks * 8 * c.dim + 2 * c.dim))
         init_weights(self)
