@@ -21,11 +21,12 @@ import argparse
 import itertools
 import json
 import statistics
+from dataclasses import replace
 from pathlib import Path
 
 from autonat import masking, training
 from autonat.evaluation import EvalConfig, evaluate_model
-from autonat.io import AutonatError, atomic_write_json, config_to_dict, load_json
+from autonat.io import atomic_write_json, load_json
 from autonat.metrics.reference import load_extractor, reference_features
 from autonat.pipeline import Pipeline
 
@@ -56,12 +57,9 @@ def _parse(spec):
 
 def train_proxy(tokens: str, spec: str, seed: int, out: Path) -> None:
     cfg = training.TrainConfig(tokens=tokens, mask_dist=spec, seed=seed, **PROXY)
-    if (out / "model.safetensors").is_file():
-        have = load_json(out / "train_config.json")
-        want = json.loads(json.dumps(config_to_dict(cfg)))
-        diff = sorted(k for k in want if k not in ("tokens", "device") and have.get(k) != want[k])
-        if diff:
-            raise AutonatError(f"{out} was trained with a different config ({diff}); choose another --out")
+    if (out / "model.safetensors").is_file():   # done: it must be this very training
+        have = load_json(out / "train_config.json")           # (token path and device may differ)
+        training._check_resume(out, replace(cfg, tokens=have["tokens"], device=have["device"]))
         return
     training.train(cfg, out, resume=(out / "checkpoint" / "state.json").is_file(), show_progress=False)
 

@@ -43,6 +43,9 @@ class MaskRatioDistribution:
     def icdf(self, u: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    # Subclasses also define the properties `mean` and `variance` (the search starts its Beta
+    # line search from the Beta with the initial p(r)'s mean and variance).
+
     @property
     def spec(self) -> str:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -68,6 +71,11 @@ class Beta(MaskRatioDistribution):
         return self.alpha / (self.alpha + self.beta)
 
     @property
+    def variance(self) -> float:
+        a, b = self.alpha, self.beta
+        return a * b / ((a + b) ** 2 * (a + b + 1))
+
+    @property
     def spec(self) -> str:
         return f"beta:{self.alpha:g},{self.beta:g}"
 
@@ -80,6 +88,10 @@ class Arccos(MaskRatioDistribution):
     @property
     def mean(self) -> float:
         return 2 / math.pi
+
+    @property
+    def variance(self) -> float:  # E[r^2] = 1/2
+        return 0.5 - (2 / math.pi) ** 2
 
     @property
     def spec(self) -> str:
@@ -102,6 +114,10 @@ class Fixed(MaskRatioDistribution):
         return self.r
 
     @property
+    def variance(self) -> float:
+        return 0.0
+
+    @property
     def spec(self) -> str:
         return f"fixed:{self.r:g}"
 
@@ -121,6 +137,10 @@ class Uniform(MaskRatioDistribution):
     @property
     def mean(self) -> float:
         return (self.low + self.high) / 2
+
+    @property
+    def variance(self) -> float:
+        return (self.high - self.low) ** 2 / 12
 
     @property
     def spec(self) -> str:

@@ -28,7 +28,7 @@ from pathlib import Path
 from .. import distributed as D
 from ..evaluation import EvalConfig, evaluate_model
 from ..io import atomic_write_json
-from ..masking import SAMPLING_VERSION, Arccos, Beta, parse_mask_dist
+from ..masking import SAMPLING_VERSION, Beta, parse_mask_dist
 from ..models.registry import load_model
 from ..strategy import Strategy, maskgit
 from ..training import TrainConfig, train
@@ -161,10 +161,9 @@ class Searcher:
         rounds = [{"alternation": 0, "fid": baseline, "mask_dist": dist_spec, "strategy": st.to_dict()}]
         if isinstance(init_dist, Beta):
             start = (init_dist.alpha, init_dist.beta)
-        elif isinstance(init_dist, Arccos):
-            start = moment_matched_beta(2 / 3.141592653589793, 0.5 - (2 / 3.141592653589793) ** 2)
-        else:
-            start = moment_matched_beta(min(max(init_dist.mean, 0.05), 0.95), 0.02)
+        else:  # the Beta with the same mean and variance (arccos: Beta(0.918, 0.524); uniform: Beta(1, 1))
+            mean, var = min(max(init_dist.mean, 0.05), 0.95), init_dist.variance
+            start = moment_matched_beta(mean, var if 0 < var < mean * (1 - mean) else 0.02)
         f_prev = float("inf")
         for it in range(1, cfg.max_alternations + 1):
             gres = self.search_generation(model, st, tag=f"gen{it}")
