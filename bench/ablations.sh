@@ -53,8 +53,8 @@ ev() {  # name model strategy
 # --- Table 2: same proxy training as the search's candidates, only p(r) differs -------------
 proxy() {  # out_dir p(r) seed: one proxy training under the search's template (skipped if done)
   [ -f "$1/model.safetensors" ] || autonat train --tokens "$(cfg tokens)" --model tiny --mask-dist "$2" \
-    --steps "$(cfg max_steps)" --batch-size "$(cfg batch_size)" --lr "$(cfg lr)" --warmup "$(cfg warmup_steps)" \
-    --ema "$(cfg ema_decay)" --seed "$3" --log-every 100 --out "$1" --quiet
+    --steps "$(cfg steps)" --batch-size "$(cfg batch_size)" --lr "$(cfg lr)" --warmup "$(cfg warmup)" \
+    --ema "$(cfg ema)" --seed "$3" --log-every 100 --out "$1" --quiet
 }
 fixed_dir="$out/tiny-fixed0.8"
 proxy "$fixed_dir" fixed:0.8 "$(cfg seed)"

@@ -13,7 +13,7 @@ from autonat.bench import matmul_peak, sampling_speed
 from autonat.evaluation import EvalConfig, evaluate_model
 from autonat.metrics.cost import sampling_flops
 from autonat.metrics.reference import load_extractor, reference_features
-from autonat.pipeline import Pipeline, WithoutReuse
+from autonat.pipeline import Pipeline
 
 
 def main() -> None:
@@ -32,13 +32,11 @@ def main() -> None:
     for name in args.models:
         pipe = Pipeline.from_pretrained(name, tokenizer=args.tokenizer)
         st = pipe.strategy(args.strategy, args.steps)
-        variants = [("reuse" if pipe.model.arch == "enat" else "-", pipe.model)]
-        if pipe.model.arch == "enat":
-            variants.append(("no reuse", WithoutReuse(pipe.model)))
+        plain = pipe.model.without_reuse()
+        variants = [("-", pipe.model)] if plain is pipe.model else [("reuse", pipe.model), ("no reuse", plain)]
         for label, model in variants:
             row = {"model": name, "arch": pipe.model.arch, "variant": label, "steps": args.steps,
-                   "strategy": st.name, "gflops_per_image": sampling_flops(pipe.model, st, wrap=(
-                       WithoutReuse if label == "no reuse" else None)) / 1e9}
+                   "strategy": st.name, "gflops_per_image": sampling_flops(model, st) / 1e9}
             if not args.skip_fid:
                 r = evaluate_model(model, pipe.tokenizer, st, net,
                                    EvalConfig(n=args.n, seed=args.seed, precision_recall=False, count_flops=False),

@@ -25,13 +25,14 @@ from dataclasses import replace
 from pathlib import Path
 
 from autonat import masking, training
+from autonat.checkpoint import has_checkpoint
 from autonat.evaluation import EvalConfig, evaluate_model
 from autonat.io import atomic_write_json, load_json
 from autonat.metrics.reference import load_extractor, reference_features
 from autonat.pipeline import Pipeline
 
-PROXY = dict(arch="uvit", size="tiny", batch_size=256, max_steps=800, lr=1e-3, warmup_steps=80,
-             ema_decay=0.999, log_every=100)   # the full search's training template (--train-steps 800)
+PROXY = dict(model="tiny", batch_size=256, steps=800, lr=1e-3, warmup=80, ema=0.999,
+             log_every=100)   # the full search's training template (--train-steps 800)
 
 
 class Decreasing(masking.MaskRatioDistribution):
@@ -59,9 +60,9 @@ def train_proxy(tokens: str, spec: str, seed: int, out: Path) -> None:
     cfg = training.TrainConfig(tokens=tokens, mask_dist=spec, seed=seed, **PROXY)
     if (out / "model.safetensors").is_file():   # done: it must be this very training
         have = load_json(out / "train_config.json")           # (token path and device may differ)
-        training._check_resume(out, replace(cfg, tokens=have["tokens"], device=have["device"]))
+        training.check_resume(out, replace(cfg, tokens=have["tokens"], device=have["device"]))
         return
-    training.train(cfg, out, resume=(out / "checkpoint" / "state.json").is_file(), show_progress=False)
+    training.train(cfg, out, resume=has_checkpoint(out), show_progress=False)
 
 
 def main() -> None:

@@ -23,7 +23,7 @@ def tiny_tokenizer(codebook_size: int = 32, seed: int = 0, image_size: int = 28)
     torch.manual_seed(seed)
     tok = Tokenizer(TokenizerConfig(image_size=image_size, base_channels=8, ch_mult=(1, 2, 2),
                                     codebook_size=codebook_size, codebook_dim=8)).eval()
-    tok.identity = f"tiny-{codebook_size}-{seed}"
+    tok.identity = tok.saved_identity()
     return tok
 
 
@@ -54,21 +54,18 @@ def fmnist_root():
     return root
 
 
-def tiny_uvit(codebook_size=32, seq_len=49, num_classes=10, seed=0):
-    from autonat.models.registry import build_model, model_config
+def tiny_uvit(codebook_size=32, seq_len=49, num_classes=10, seed=0, **overrides):
+    from autonat.models.registry import build_model
     torch.manual_seed(seed)
-    return build_model("uvit", model_config("uvit", "tiny", codebook_size=codebook_size, seq_len=seq_len,
-                                            num_classes=num_classes)).eval()
+    return build_model("tiny", codebook_size=codebook_size, seq_len=seq_len, num_classes=num_classes,
+                       **overrides).eval()
 
 
-def tiny_enat(codebook_size=32, seq_len=49, num_classes=10, seed=0, decoder_depth=1):
-    from dataclasses import replace
-
-    from autonat.models.registry import build_model, model_config
+def tiny_enat(codebook_size=32, seq_len=49, num_classes=10, seed=0, decoder_depth=1, **overrides):
+    from autonat.models.registry import build_model
     torch.manual_seed(seed)
-    cfg = replace(model_config("enat", "tiny", codebook_size=codebook_size, seq_len=seq_len,
-                               num_classes=num_classes), decoder_depth=decoder_depth)
-    m = build_model("enat", cfg).eval()
+    m = build_model("enat-tiny", codebook_size=codebook_size, seq_len=seq_len, num_classes=num_classes,
+                    decoder_depth=decoder_depth, **overrides).eval()
     # adaLN-Zero starts every block as the identity; perturb so tests exercise real computation.
     with torch.no_grad():
         for p in m.parameters():

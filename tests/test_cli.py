@@ -70,6 +70,11 @@ def test_tokenizer_train_eval_and_tokenize_on_a_folder(tmp_path):
     assert rc == 0
     man = json.loads((tmp_path / "cache" / "manifest.json").read_text())
     assert man["count"] == 16 and man["views"] == 2 and man["grid"] == [4, 4] and man["class_names"] == ["a", "b"]
-    # resume an already finished run: refused without --resume, accepted with it
-    assert main(["tokenizer", "train", "--data", str(root), "--channels", "1", "--out", str(out), "--steps", "3",
-                 "--batch-size", "4", "--base-channels", "8", "--codebook-size", "16", "--quiet"]) == 2
+    # resume an already finished run: refused without --resume, accepted with it (same options)
+    again = ["tokenizer", "train", "--data", str(root), "--channels", "1", "--out", str(out), "--steps", "3",
+             "--batch-size", "4", "--base-channels", "8", "--codebook-size", "16", "--eval-every", "3",
+             "--ckpt-every", "2", "--no-bf16", "--quiet", "--device", "cpu"]
+    before = (out / "model.safetensors").read_bytes()
+    assert main(again) == 2
+    assert main(again + ["--resume"]) == 0
+    assert (out / "model.safetensors").read_bytes() == before      # nothing retrained

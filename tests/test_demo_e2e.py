@@ -40,14 +40,14 @@ def _tiny_pipeline(root: Path) -> Path:
     """pipeline.json + model/ + tokenizer/ of a random-init tiny U-ViT and tokenizer."""
     import torch
 
-    from autonat.models.registry import build_model, model_config, save_model
+    from autonat.models.registry import build_model, save_model
     from autonat.tokenizer import Tokenizer, TokenizerConfig, load
 
     torch.manual_seed(0)
     Tokenizer(TokenizerConfig(image_size=28, base_channels=8, ch_mult=(1, 2, 2), codebook_size=32,
                               codebook_dim=8)).eval().save_pretrained(root / "tokenizer")
     identity = load(root / "tokenizer").identity
-    model = build_model("uvit", model_config("uvit", "tiny", codebook_size=32, seq_len=49, num_classes=10))
+    model = build_model("tiny", codebook_size=32, seq_len=49, num_classes=10)
     save_model(model.eval(), root / "model", tokenizer={"name": "tiny", "identity": identity},
                training={"class_names": CLASS_NAMES})
     (root / "pipeline.json").write_text(json.dumps({"kind": "pipeline", "name": "tiny",

@@ -6,9 +6,8 @@ import torch
 from autonat.metrics.cost import sampling_flops
 from autonat.models.enat import ENATCache, fold_class_conditioning
 from autonat.models.registry import count_parameters, load_model, save_model
-from autonat.pipeline import WithoutReuse
+from autonat.presets import maskgit
 from autonat.sampling import IndexedNoise, sample
-from autonat.strategy import maskgit
 
 from conftest import tiny_enat
 
@@ -63,29 +62,58 @@ def test_cache_with_nothing_new_matches_recompute():
     assert torch.allclose(a, b, atol=1e-6)
 
 
+class _Recorder:
+    """Wraps a model and records (canvas, labels, query, logits) of every decode_step."""
+
+    def __init__(self, m):
+        self.m, self.calls = m, []
+        self.seq_len, self.codebook_size, self.mask_id, self.null_label = m.seq_len, m.codebook_size, m.mask_id, m.null_label
+
+    def parameters(self):
+        return self.m.parameters()
+
+    def decode_step(self, ids, labels, query, cache):
+        logits, cache = self.m.decode_step(ids, labels, query, cache)
+        self.calls.append((ids.clone(), labels.clone(), query.clone(), logits.clone()))
+        return logits, cache
+
+
 def test_reuse_off_runs_as_plain_disentangled_model():
+    """Without reuse, every step's logits are exactly a from-scratch step on that step's canvas."""
     m = tiny_enat()
-    st = maskgit(4)
-    out = sample(WithoutReuse(m), st, torch.arange(3), IndexedNoise(0, (0, 1, 2)), trace=True)
-    assert not bool((out.ids == K).any())
-    # every step of the no-reuse model equals a from-scratch step on the same canvas
-    ids = torch.full((3, N), K)
-    for t, step in enumerate(out.trace):
+    rec = _Recorder(m.without_reuse())
+    out = sample(rec, maskgit(4), torch.arange(3), IndexedNoise(0, (0, 1, 2)), trace=True)
+    assert not bool((out.ids == K).any()) and len(rec.calls) == 4   # s > 0: cond+uncond batched
+    for ids, labels, query, logits in rec.calls:
         with torch.inference_mode():
-            logits, cache = m.step(ids, torch.arange(3), step["query"], None)
-        assert cache.encoded.sum().item() == int((ids != K).sum())
-        ids = step["ids"]
+            fresh, cache = m.step(ids, labels, query, None)
+        assert torch.equal(logits, fresh)
+        assert int(cache.encoded.sum()) == int((ids != K).sum())
+
+
+def test_reuse_differs_from_recompute_after_the_first_step():
+    """With reuse, step 1 (nothing cached) equals a recompute exactly; later steps use cached
+    features of earlier tokens, so they are close to, but not, a full recompute."""
+    m = tiny_enat()
+    a, b = _Recorder(m), _Recorder(m.without_reuse())
+    st = maskgit(4)
+    sample(a, st, torch.arange(3), IndexedNoise(4, (0, 1, 2)))
+    sample(b, st, torch.arange(3), IndexedNoise(4, (0, 1, 2)))
+    assert torch.equal(a.calls[0][3], b.calls[0][3])
+    diffs = [float((x[3] - y[3]).abs().max()) for x, y in zip(a.calls[1:], b.calls[1:])
+             if torch.equal(x[0], y[0])]
+    assert diffs and max(diffs) > 1e-5            # the cache is actually used
 
 
 def test_reuse_flops_lower_and_first_step_identical():
     m = tiny_enat()
     st = maskgit(8)
     with_reuse = sampling_flops(m, st)
-    without = sampling_flops(m, st, wrap=WithoutReuse)
+    without = sampling_flops(m.without_reuse(), st)
     assert with_reuse < without
     one = maskgit(8)
     a = sample(m, one, torch.arange(2), IndexedNoise(5, (0, 1)), trace=True)
-    b = sample(WithoutReuse(m), one, torch.arange(2), IndexedNoise(5, (0, 1)), trace=True)
+    b = sample(m.without_reuse(), one, torch.arange(2), IndexedNoise(5, (0, 1)), trace=True)
     assert torch.equal(a.trace[0]["ids"], b.trace[0]["ids"])     # step 1: nothing cached, same result
 
 
@@ -170,3 +198,56 @@ def test_folded_class_conditioning_is_the_same_function(tmp_path):
     assert torch.equal(sample(m, st, torch.tensor([1, 2, 10]), noise).ids,
                        sample(f, st, torch.tensor([1, 2, 10]), noise).ids)
     assert fold_class_conditioning(f) is f
+
+
+# ----------------------------------------------------------------------------------------------
+# Training through the reuse path (the two bugs a trainer can hide: never taking the reuse path,
+# and simulating a previous step in which every visible token was already visible)
+# ----------------------------------------------------------------------------------------------
+
+def _train_batch(seed=0, ratio=0.6):
+    from autonat.masking import Fixed
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(0, K, (4, N), generator=g)
+    m = tiny_enat().train()
+    mask = m.training_mask(Fixed(ratio), 4, g)
+    return m, ids, mask
+
+
+def _encoder_inputs(m):
+    """Record the number of tokens every encoder call of `m` sees."""
+    seen = []
+    orig = m.encode
+
+    def encode(ids, pos, mod, context=None):
+        seen.append((ids.shape[1], 0 if context is None else context.shape[1]))
+        return orig(ids, pos, mod, context)
+    m.encode = encode
+    return seen
+
+
+def test_reuse_path_is_trained_when_drawn_and_only_then():
+    m, ids, mask = _train_batch()
+    labels = torch.arange(4)
+    grads = []
+    for prob in (1.0, 0.0):
+        m.zero_grad()
+        res = m.training_loss(ids, labels, mask, torch.Generator().manual_seed(1), teacher=m, reuse_prob=prob)
+        res.loss.backward()
+        g = sum(float(p.grad.abs().sum()) for p in m.reuse_mlp.parameters() if p.grad is not None)
+        grads.append(g)
+    assert grads[0] > 0 and grads[1] == 0        # the reuse projection learns only on reuse steps
+
+
+def test_reuse_training_encodes_only_the_newly_decoded_tokens():
+    """The simulated previous step has strictly fewer visible tokens: the teacher encodes those,
+    the online model encodes only the rest, with the teacher's features as context."""
+    m, ids, mask = _train_batch()
+    teacher = tiny_enat(seed=1)
+    t_seen, m_seen = _encoder_inputs(teacher), _encoder_inputs(m)
+    n_vis = N - int(mask[0].sum())
+    m.training_loss(ids, torch.arange(4), mask, torch.Generator().manual_seed(1), teacher=teacher, reuse_prob=1.0)
+    (prev, ctx0), = t_seen
+    (new, ctx), = m_seen
+    assert ctx0 == 0 and 0 < prev < n_vis          # the teacher saw a strict subset, from scratch
+    assert new == n_vis - prev and ctx == prev      # the online model encodes only the new tokens

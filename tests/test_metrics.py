@@ -9,7 +9,7 @@ from autonat.data import load_dataset, to_uint8
 from autonat.evaluation import EvalConfig, class_balanced_labels, evaluate_model
 from autonat.metrics.fid import FeatureStats, frechet_distance, inception_score, kid, precision_recall
 from autonat.metrics.reference import extract, load_extractor
-from autonat.strategy import maskgit
+from autonat.presets import maskgit
 from autonat.tokenizer import load
 
 from conftest import tiny_tokenizer, tiny_uvit

@@ -12,17 +12,17 @@ from conftest import tiny_uvit
 
 
 def test_registry_sizes():
-    tiny = build_model("uvit", model_config("uvit", "tiny", codebook_size=1024, seq_len=49, num_classes=10))
+    tiny = build_model("tiny", codebook_size=1024, seq_len=49, num_classes=10)
     assert count_parameters(tiny) < 1_000_000
     assert SIZES["uvit"]["S"] == dict(dim=512, depth=13, heads=8)
     assert SIZES["uvit"]["L"] == dict(dim=768, depth=25, heads=8)
     assert SIZES["enat"]["L"] == dict(dim=1024, encoder_depth=22, decoder_depth=2, heads=16)
     assert parse_model_name("enat-small") == ("enat", "small") and parse_model_name("S") == ("uvit", "S")
     assert parse_model_name("enat-small-d2") == ("enat", "small-d2")
-    with pytest.raises(AutonatError, match="unknown uvit size"):
-        model_config("uvit", "huge", codebook_size=8, seq_len=4, num_classes=2)
+    with pytest.raises(AutonatError, match="unknown model 'huge'"):
+        model_config("huge", codebook_size=8, seq_len=4, num_classes=2)
     with pytest.raises(AutonatError, match="odd"):
-        model_config("uvit", "tiny", codebook_size=8, seq_len=4, num_classes=2, depth=4)
+        model_config("tiny", codebook_size=8, seq_len=4, num_classes=2, depth=4)
 
 
 @pytest.mark.parametrize("grid,K", [(7, 16), (8, 512), (16, 1024)])

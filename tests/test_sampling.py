@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from autonat.sampling import IndexedNoise, choose_remask, guided_logits, sample, sample_tokens
-from autonat.strategy import Strategy, maskgit
+from autonat.presets import maskgit
+from autonat.strategy import Strategy
 
 from conftest import tiny_uvit
 

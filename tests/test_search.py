@@ -10,7 +10,8 @@ from autonat.search.generation import (GenSearchConfig, from_vector, isotonic_no
                                        optimize_generation, project, to_vector)
 from autonat.search.store import TrialStore, trial_key
 from autonat.search.training_strategy import BetaSearchConfig, line_search_beta, moment_matched_beta
-from autonat.strategy import Strategy, maskgit
+from autonat.presets import maskgit
+from autonat.strategy import Strategy
 
 T = 4
 TARGET = Strategy(r=(0.8, 0.5, 0.2, 0.0), tau1=(1.5, 1.2, 1.0, 0.8), tau2=(2.0, 1.0, 0.5, 0.0),
@@ -52,8 +53,8 @@ def test_fd_converges_on_smooth_objective():
 
 def test_spsa_converges_on_smooth_objective():
     cfg = GenSearchConfig(method="spsa", max_updates=300, lr_ratio=2e-3, lr_other=0.05, eps_ratio=1e-2,
-                          eps_other=0.05, spsa_k=2, seed=1)
-    res = optimize_generation(quadratic, maskgit(T), cfg)
+                          eps_other=0.05, spsa_k=2, max_step_ratio=0, max_step_other=0)
+    res = optimize_generation(quadratic, maskgit(T), cfg, seed=1)
     assert res.best_value < 0.05 * quadratic(maskgit(T))
     assert res.evaluations == 2 * 2 * 300 + 2   # 2k per update, + start and end
 
@@ -88,37 +89,72 @@ def test_moment_matching():
     assert math.isclose(a / (a + b), 0.8) and math.isclose(a * b / ((a + b) ** 2 * (a + b + 1)), 0.01)
 
 
-def test_trial_store_resumes_after_kill(tmp_path):
-    """A search killed mid-way re-runs without repeating finished evaluations."""
-    counter = {"n": 0}
+@pytest.fixture
+def tiny_search_parts(tok):
+    """A tiny model, tokenizer and (random) feature network for real FID evaluations."""
+    from autonat.metrics.features import FeatureNet, FeatureNetConfig
+    from conftest import tiny_uvit
+    torch.manual_seed(0)
+    net = FeatureNet(FeatureNetConfig(channels=(4, 4, 4), feature_dim=8)).eval()
+    net.identity, net.metric_name = "featnet-test", "test"
+    model = tiny_uvit()
+    model.identity = "model-test"
+    return model, tok, net
 
-    def run(limit=None):
-        store = TrialStore(tmp_path / "t.sqlite")
 
-        def objective(st):
-            key = trial_key(st.to_dict())
-            hit = store.get_eval(key)
-            if hit:
-                return hit["fid"]
-            if limit is not None and counter["n"] >= limit:
-                raise KeyboardInterrupt   # the kill
-            counter["n"] += 1
-            v = quadratic(st)
-            store.put_eval(key, tag="t", model="m", inputs={}, seed=0, n=1, fid=v, metrics={}, wall_seconds=0)
-            return v
+def test_searcher_caches_fids_by_everything_that_determines_them(tmp_path, tiny_search_parts, monkeypatch):
+    """The trial store: the same evaluation is never run twice, across processes (a killed search
+    re-runs without repeating finished evaluations), and an evaluation against another reference
+    set (or another strategy, n, seed) is never answered from the cache."""
+    import autonat.search.loop as L
+    from autonat.search.loop import SearchConfig, Searcher
+    model, tok, net = tiny_search_parts
+    calls = []
+    real = L.evaluate_model
 
-        try:
-            return optimize_generation(objective, maskgit(T), GenSearchConfig(method="fd", max_updates=3))
-        finally:
-            store.close()
+    def counted(*a, **kw):
+        calls.append(1)
+        return real(*a, **kw)
+    monkeypatch.setattr(L, "evaluate_model", counted)
+    ref_a, ref_b = torch.randn(40, 8), torch.randn(40, 8) + 1.0
+    cfg = SearchConfig(only="generation", steps=T, n=8, batch_size=8, bf16=False)
+    s = Searcher(tmp_path, cfg, tok, net, ref_a, log=lambda *_: None)
+    f1 = s.fid(model, maskgit(T))
+    assert s.fid(model, maskgit(T)) == f1 and len(calls) == 1          # cached in-process
+    s.store.close()
+    again = Searcher(tmp_path, cfg, tok, net, ref_a, log=lambda *_: None)   # "after a kill"
+    assert again.fid(model, maskgit(T)) == f1 and len(calls) == 1       # cached on disk
+    other_ref = Searcher(tmp_path, cfg, tok, net, ref_b, log=lambda *_: None)
+    f2 = other_ref.fid(model, maskgit(T))
+    assert len(calls) == 2 and f2 != f1                                 # another reference set
+    again.fid(model, maskgit(T).with_guidance(0.5))
+    again.fid(model, maskgit(T), n=10)
+    again.fid(model, maskgit(T), seed=5)
+    assert len(calls) == 5
 
+
+def test_generation_search_resumes_after_a_kill_without_repeating(tmp_path, tiny_search_parts, monkeypatch):
+    import autonat.search.loop as L
+    from autonat.search.loop import SearchConfig, Searcher
+    model, tok, net = tiny_search_parts
+    calls = []
+    real = L.evaluate_model
+
+    def flaky(*a, **kw):
+        if len(calls) == 5:
+            raise KeyboardInterrupt               # the kill
+        calls.append(1)
+        return real(*a, **kw)
+    monkeypatch.setattr(L, "evaluate_model", flaky)
+    cfg = SearchConfig(only="generation", steps=T, n=8, batch_size=8, bf16=False,
+                       gen=GenSearchConfig(method="spsa", max_updates=4))
+    ref = torch.randn(40, 8)
     with pytest.raises(KeyboardInterrupt):
-        run(limit=20)
-    assert counter["n"] == 20
-    res = run()
-    assert counter["n"] == res.evaluations     # the 20 finished ones were not recomputed
-    fresh = optimize_generation(quadratic, maskgit(T), GenSearchConfig(method="fd", max_updates=3))
-    assert res.best == fresh.best and res.best_value == fresh.best_value
+        Searcher(tmp_path, cfg, tok, net, ref, log=lambda *_: None).search_generation(model, maskgit(T))
+    assert len(calls) == 5
+    monkeypatch.setattr(L, "evaluate_model", lambda *a, **kw: (calls.append(1), real(*a, **kw))[1])
+    res = Searcher(tmp_path, cfg, tok, net, ref, log=lambda *_: None).search_generation(model, maskgit(T))
+    assert len(calls) == res.evaluations       # the 5 finished evaluations came from the store
 
 
 class _FakeModel:
@@ -155,8 +191,7 @@ def test_alternating_loop_stops_at_eps(tmp_path):
 
 
 def test_step_clipping_bounds_every_update():
-    cfg = GenSearchConfig(method="spsa", max_updates=5, lr_other=10.0, lr_ratio=1.0, max_step_ratio=0.02,
-                          max_step_other=0.1, seed=0)
+    cfg = GenSearchConfig(method="spsa", max_updates=5, lr_other=10.0, lr_ratio=1.0)   # auto caps: 0.02 / 0.1
     centers = []
     optimize_generation(lambda st: 1e3 * quadratic(st), maskgit(T), cfg,
                         on_update=lambda u, st, f: centers.append(to_vector(st)))

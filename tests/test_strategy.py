@@ -6,8 +6,8 @@ import math
 import pytest
 
 from autonat.io import AutonatError
-from autonat.strategy import (AUTONAT_IMAGENET_T8, Strategy, autonat_imagenet_t8, from_official, maskgit,
-                              resolve_strategy, save_official_yaml, to_official)
+from autonat.presets import AUTONAT_IMAGENET_T8, autonat_imagenet_t8, maskgit, resolve_strategy
+from autonat.strategy import Strategy, from_official, save_official_yaml, to_official
 
 
 def test_maskgit_preset_is_the_table1_heuristic():
@@ -85,3 +85,6 @@ def test_resolve():
         resolve_strategy("greedy", 4)
     with pytest.raises(AutonatError, match="no searched 'autonat' strategy for 5 steps"):
         resolve_strategy("autonat", 5)
+    with pytest.raises(AutonatError, match="autonat search"):       # a model with no search yet
+        resolve_strategy("autonat", 4, strategies_dir=None)
+    assert resolve_strategy("maskgit:2,1", 4) == maskgit(4, 2.0, 1.0)

@@ -41,12 +41,31 @@ def test_interrupted_run_resumes(tmp_path):
         write_token_cache(tok, ds, tmp_path / "c", batch_size=10, chunk=10, show_progress=False)
     with pytest.raises(AutonatError, match="unfinished"):
         TokenCache.open(tmp_path / "c")
-    tok.encode = real
     calls["n"] = 0
     cache = write_token_cache(tok, ds, tmp_path / "c", batch_size=10, chunk=10, show_progress=False)
+    assert calls["n"] == 1           # the 3 finished chunks were not encoded again, only the 4th
+    tok.encode = real
     ref = write_token_cache(tiny_tokenizer(), ds, tmp_path / "ref", batch_size=10, show_progress=False)
     assert (cache.tokens == ref.tokens).all()
     assert not (tmp_path / "c" / "progress.json").exists()
+    assert (tmp_path / "c" / "tokenizer" / "config.json").is_file()    # the cache carries its tokenizer
+
+
+def test_errors_leave_nothing_and_caches_are_checked(tmp_path):
+    import numpy as np
+    tok = tiny_tokenizer()
+    with pytest.raises(AutonatError, match="--channels 1 --resolution 28"):
+        write_token_cache(tok, random_images(8, size=32), tmp_path / "bad", show_progress=False)
+    assert not (tmp_path / "bad").exists()
+    cache = write_token_cache(tok, random_images(8), tmp_path / "ok", show_progress=False)
+    bad = np.array(cache.tokens)
+    bad[0, 0, 0] = 32                               # an id outside the 32-code codebook
+    np.save(tmp_path / "ok" / "tokens.npy", bad)
+    with pytest.raises(AutonatError, match="token ids span"):
+        TokenCache.open(tmp_path / "ok")
+    np.save(tmp_path / "ok" / "tokens.npy", np.array([{"a": 1}], dtype=object))
+    with pytest.raises(AutonatError, match="not a numeric .npy"):
+        TokenCache.open(tmp_path / "ok")
 
 
 def test_foreign_tokenizer_refused(token_cache):

@@ -9,10 +9,11 @@ import sys
 import pytest
 import torch
 
+from autonat.checkpoint import find_latest, load_checkpoint
 from autonat.io import AutonatError, load_tensors
-from autonat.losses import nat_loss
 from autonat.models.registry import load_model
-from autonat.training import TrainConfig, batch_indices, train
+from autonat.rng import epoch_indices
+from autonat.training import TrainConfig, train
 
 from conftest import tiny_uvit
 
@@ -23,7 +24,7 @@ def test_loss_ignores_unmasked_positions():
     ids = torch.randint(0, 32, (4, 49))
     mask = torch.zeros(4, 49, dtype=torch.bool)
     mask[:, :10] = True
-    a = nat_loss(m, ids, torch.arange(4), mask, mask_id=32, label_smoothing=0.1)
+    a = m.training_loss(ids, torch.arange(4), mask, label_smoothing=0.1)
     # changing the *targets* at unmasked positions can only change the loss through the inputs,
     # so compare against a model that sees identical inputs: swap unmasked targets inside ids,
     # but feed the same visible inputs by computing the loss by hand.
@@ -40,46 +41,81 @@ def test_loss_ignores_unmasked_positions():
 
 
 def _cfg(cache, **kw):
-    base = dict(tokens=str(cache.path), arch="uvit", size="tiny", batch_size=8, max_steps=6, warmup_steps=2,
+    base = dict(tokens=str(cache.path), model="tiny", batch_size=8, steps=6, warmup=2,
                 ckpt_every=3, log_every=1, bf16=False, device="cpu")
     base.update(kw)
     return TrainConfig(**base)
 
 
+class Killed(BaseException):
+    """Stands for a kill -9 right after a checkpoint (the process simply stops)."""
+
+
+def train_until_killed(monkeypatch, cfg, out, at_step):
+    """Run `train` and stop the process right after the checkpoint of `at_step` is written."""
+    import autonat.training as T
+    real = T.save_checkpoint
+
+    def save_then_die(out_, **kw):
+        real(out_, **kw)
+        if kw["step"] == at_step:
+            raise Killed
+    monkeypatch.setattr(T, "save_checkpoint", save_then_die)
+    with pytest.raises(Killed):
+        train(cfg, out, show_progress=False)
+    monkeypatch.setattr(T, "save_checkpoint", real)
+
+
 def test_data_order_covers_each_example_once_per_epoch():
-    cfg = TrainConfig(tokens="x", batch_size=8)
-    seen = torch.cat([batch_indices(cfg, 64, s) for s in range(8)])
+    seen = torch.cat([epoch_indices(64, 8, s, seed=0) for s in range(8)])
     assert sorted(seen.tolist()) == list(range(64))   # no drawn-and-discarded batches
 
 
-@pytest.mark.parametrize("arch", ["uvit", "enat"])
-def test_resume_equals_uninterrupted(tmp_path, token_cache, arch):
-    cfg = _cfg(token_cache, arch=arch)
+@pytest.mark.parametrize("model", ["tiny", "enat-tiny"])
+def test_resume_equals_uninterrupted_and_uses_the_checkpoint(tmp_path, token_cache, model, monkeypatch):
+    cfg = _cfg(token_cache, model=model)
     train(cfg, tmp_path / "full", show_progress=False)
-    train(cfg, tmp_path / "cut", show_progress=False, stop_after=3)      # "killed" after step 3
-    assert json.loads((tmp_path / "cut" / "checkpoint" / "state.json").read_text())["step"] == 3
+    train_until_killed(monkeypatch, cfg, tmp_path / "cut", at_step=3)
+    assert load_checkpoint(tmp_path / "cut")["meta"]["step"] == 3
     train(cfg, tmp_path / "cut", resume=True, show_progress=False)
     a = load_tensors(tmp_path / "full" / "model.safetensors")
     b = load_tensors(tmp_path / "cut" / "model.safetensors")
     assert all(torch.equal(a[k], b[k]) for k in a)
     la = [json.loads(x) for x in (tmp_path / "full" / "log.jsonl").read_text().splitlines()]
     lb = [json.loads(x) for x in (tmp_path / "cut" / "log.jsonl").read_text().splitlines()]
-    assert [r.get("loss") for r in la if "loss" in r] == [r.get("loss") for r in lb if "loss" in r]
+    assert [r["loss"] for r in la if "loss" in r] == [r["loss"] for r in lb if "loss" in r]
+    assert [r["step"] for r in lb if "loss" in r] == list(range(1, 7))      # steps 1-3 logged once
+    # A resume continues from the checkpoint, not from scratch: tamper with the saved weights
+    # of an interrupted run and the resumed result must change (a restart would not notice).
+    train_until_killed(monkeypatch, cfg, tmp_path / "tampered", at_step=3)
+    ck = find_latest(tmp_path / "tampered")
+    from autonat.io import atomic_save_tensors
+    w = load_tensors(ck / "model.safetensors")
+    atomic_save_tensors(ck / "model.safetensors", {k: v + 0.01 if v.is_floating_point() else v for k, v in w.items()})
+    train(cfg, tmp_path / "tampered", resume=True, show_progress=False)
+    c = load_tensors(tmp_path / "tampered" / "model.safetensors")
+    assert any(not torch.equal(a[k], c[k]) for k in a)
 
 
-def test_resume_refuses_changed_options(tmp_path, token_cache):
-    train(_cfg(token_cache), tmp_path / "r", show_progress=False, stop_after=3)
+def test_resume_refuses_changed_options(tmp_path, token_cache, monkeypatch):
+    train_until_killed(monkeypatch, _cfg(token_cache), tmp_path / "r", at_step=3)
     with pytest.raises(AutonatError, match="options differ"):
         train(_cfg(token_cache, lr=0.5), tmp_path / "r", resume=True, show_progress=False)
+    with pytest.raises(AutonatError, match="init-from"):       # a longer run: says what to do
+        train(_cfg(token_cache, steps=12), tmp_path / "r", resume=True, show_progress=False)
     with pytest.raises(AutonatError, match="already holds"):
         train(_cfg(token_cache), tmp_path / "r", show_progress=False)
+    # the normalised spellings of the same run are the same run
+    assert _cfg(token_cache, mask_dist="cosine") == _cfg(token_cache, mask_dist="arccos")
+    assert _cfg(token_cache, model="uvit-tiny") == _cfg(token_cache, model="tiny")
 
 
 def test_trained_model_records_its_tokenizer(tmp_path, token_cache):
-    train(_cfg(token_cache, max_steps=2), tmp_path / "m", show_progress=False)
+    train(_cfg(token_cache, steps=2), tmp_path / "m", show_progress=False)
     m = load_model(tmp_path / "m")
     assert m.meta["tokenizer"]["identity"] == token_cache.manifest["tokenizer_identity"]
     assert m.meta["training"]["mask_dist"] == "beta:12,3"
+    assert (tmp_path / "m" / "tokenizer" / "config.json").is_file()     # self-contained
 
 
 @pytest.mark.slow
@@ -87,8 +123,7 @@ def test_trained_model_records_its_tokenizer(tmp_path, token_cache):
 def test_ddp_two_processes(tmp_path, token_cache, model):
     out = tmp_path / "ddp"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "AUTONAT_PROGRESS": "0"}
-    port = 29517 if model == "tiny" else 29518
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={port}",
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
            "-m", "autonat", "train", "--tokens", str(token_cache.path), "--model", model, "--out", str(out),
            "--steps", "4", "--batch-size", "8", "--no-bf16", "--device", "cpu", "--log-every", "1",
            "--ckpt-every", "2", "--warmup", "1", "--quiet"]

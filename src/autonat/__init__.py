@@ -7,15 +7,19 @@ Front door: `autonat.Pipeline.from_pretrained("fashion-mnist")`. The pieces: `au
 __version__ = "0.1.0"
 
 
+_LAZY = {"Pipeline": "pipeline", "PipelineOutput": "pipeline", "Strategy": "strategy"}
+_MODULES = ("tokenizer", "models", "sampling", "strategy", "presets", "training", "evaluation", "search",
+            "metrics", "pipeline", "data", "tokens", "masking")
+
+
 def __getattr__(name):
     # Lazy imports keep `import autonat` (and the CLI's --help) fast.
-    if name in ("Pipeline", "PipelineOutput"):
-        from . import pipeline
-        return getattr(pipeline, name)
-    if name == "Strategy":
-        from .strategy import Strategy
-        return Strategy
+    import importlib
+    if name in _LAZY:
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    if name in _MODULES:
+        return importlib.import_module(f".{name}", __name__)
     raise AttributeError(f"module 'autonat' has no attribute {name!r}")
 
 
-__all__ = ["Pipeline", "PipelineOutput", "Strategy", "__version__"]
+__all__ = ["Pipeline", "PipelineOutput", "Strategy", "__version__", *_MODULES]

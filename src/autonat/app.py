@@ -24,16 +24,16 @@ from typing import Any, Sequence
 
 import torch
 
+from .images import grid_image, strip_image
 from .io import AutonatError
 from .metrics.cost import sampling_flops
-from .pipeline import Pipeline, WithoutReuse
-from .plots import make_grid, strip_images
+from .pipeline import Pipeline
 from .strategy import Strategy
 
 COLUMNS = ["t", "r", "tau1", "tau2", "s"]
-PRESETS = ("maskgit", "autonat")
+PRESETS = ("maskgit", "halton", "autonat")
 ARCH_LABELS = {"uvit": "NAT (U-ViT)", "enat": "ENAT"}
-SCALE = 4           # nearest-neighbour upscaling of the 28x28 images
+SCALE = 5           # nearest-neighbour upscaling of the 28x28 images
 STRIP_ROWS = 4      # samples shown in the decoding strip
 
 
@@ -130,12 +130,25 @@ class DemoBackend:
 
     def gflops(self, model: str, st: Strategy, reuse: bool = True) -> float:
         pipe = self.pipeline(model)
-        wrap = WithoutReuse if not reuse and pipe.model.arch == "enat" else None
-        key = (self.labels.get(model, model), st.r, st.tau1, st.tau2, st.s, wrap is None)
+        key = (self.labels.get(model, model), st, reuse)
         with self._lock:
             if key not in self._flops:
-                self._flops[key] = sampling_flops(pipe.model, st, wrap=wrap)
+                self._flops[key] = sampling_flops(pipe.model if reuse else pipe.model.without_reuse(), st)
         return self._flops[key] / 1e9
+
+    def retarget_table(self, model: str, preset: str, steps: Any, table: Any) -> tuple[list[list[float]] | None, str]:
+        """When T changes: the user's (edited) table resampled to the new T, so edits are kept;
+        if the table is not a valid strategy, the preset for the new T (and a message saying so)."""
+        try:
+            steps = _check_int(steps, "steps", 1, self.max_steps)
+            st = table_strategy(table)
+        except AutonatError as e:
+            rows, msg = self.load_table(model, preset, steps)
+            return rows, f"{msg} (the table was not a valid strategy: {e})"
+        if st.steps == steps:
+            return None, f"table kept (T={steps})"
+        return strategy_table(st.interpolate(steps)), (f"table resampled from T={st.steps} to T={steps} "
+                                                       f"(piecewise-linear in t/T); 'Load preset' resets it")
 
     def generate(self, model: str, class_index: Any, steps: Any, num_images: Any, seed: Any,
                  table: Any, reuse: bool = True):
@@ -167,11 +180,10 @@ class DemoBackend:
                        progress=False, reuse=bool(reuse))
             latency_ms = 1e3 * (time.perf_counter() - t0)
             with torch.inference_mode():
-                strip = strip_images(pipe, out, rows=STRIP_ROWS)
+                strip_img = strip_image(pipe, out, rows=min(STRIP_ROWS, n), scale=SCALE)
         gflops = self.gflops(model, st, reuse=bool(reuse))
-        grid = make_grid(out.images, ncol=min(8, n), scale=SCALE)
-        strip_img = make_grid([im for row in strip for im in row], ncol=len(strip[0]), scale=SCALE)
-        variant = "" if pipe.model.arch != "enat" else (" (feature reuse)" if reuse else " (no reuse)")
+        grid = grid_image(out.images, out.labels, pipe.class_names, ncol=min(8, n), scale=SCALE)
+        variant = "" if pipe.model.without_reuse() is pipe.model else (" (feature reuse)" if reuse else " (no reuse)")
         stats = (f"**{gflops:.4f} GFLOPs / image** (NAT forward, T={steps}{variant})  \n"
                  f"**latency {latency_ms:.0f} ms** for {n} image{'s' * (n != 1)} "
                  f"({latency_ms / n:.1f} ms / image, {self.device}), incl. tokenizer decode")
@@ -222,10 +234,11 @@ def build_app(model: str = "fashion-mnist", enat_model: str | None = "fashion-mn
                     gen_btn = gr.Button("Generate", variant="primary", elem_id="generate")
                 status = gr.Textbox(status0, label="Status", interactive=False, elem_id="status")
                 stats = gr.Markdown(elem_id="stats")
-        with gr.Row():
-            samples = gr.Image(type="pil", format="png", label="Samples", interactive=False, elem_id="samples")
-            strip = gr.Image(type="pil", format="png", interactive=False, elem_id="strip",
-                             label=f"Decoding strip (first {STRIP_ROWS} samples; grey = [MASK]; last = result)")
+        samples = gr.Image(type="pil", format="png", label="Samples (one column per class)", interactive=False,
+                           elem_id="samples")
+        strip = gr.Image(type="pil", format="png", interactive=False, elem_id="strip",
+                         label=f"Decoding strip (first {STRIP_ROWS} samples; grey = [MASK], in brackets: tokens "
+                               f"still masked; last column = result)")
 
         def on_load(m, p, t):
             rows, msg = be.load_table(m, p, t)
@@ -235,10 +248,14 @@ def build_app(model: str = "fashion-mnist", enat_model: str | None = "fashion-mn
             rows, msg = on_load(m, p, t)
             return gr.update(choices=class_choices(be.class_names(m)), value=0), rows, msg
 
+        def on_steps(m, p, t, table):
+            rows, msg = be.retarget_table(m, p, t, table)
+            return (gr.update() if rows is None else rows), msg
+
         table_io = dict(inputs=[model_in, preset_in, steps_in], outputs=[table_in, status])
         load_btn.click(on_load, **table_io)
         preset_in.change(on_load, **table_io)
-        steps_in.change(on_load, **table_io)
+        steps_in.change(on_steps, inputs=[model_in, preset_in, steps_in, table_in], outputs=[table_in, status])
         model_in.change(on_model, inputs=[model_in, preset_in, steps_in], outputs=[class_in, table_in, status])
         gen_btn.click(be.generate, inputs=[model_in, class_in, steps_in, n_in, seed_in, table_in, reuse_in],
                       outputs=[samples, strip, stats, status], api_name="generate", concurrency_limit=1)
@@ -249,7 +266,12 @@ def build_app(model: str = "fashion-mnist", enat_model: str | None = "fashion-mn
 def launch(model: str = "fashion-mnist", enat_model: str | None = "fashion-mnist-enat",
            host: str = "127.0.0.1", port: int = 7860, device: str = "cpu", share: bool = False) -> None:
     """Build the demo and serve it (blocks until interrupted)."""
-    build_app(model, enat_model, device=device).launch(server_name=host, server_port=port, share=share)
+    import sys
+    print(f"autonat demo: loading {', '.join(m for m in (model, enat_model) if m)} and starting the web "
+          f"server (the first start takes up to a minute) ...", file=sys.stderr, flush=True)
+    app = build_app(model, enat_model, device=device)
+    print(f"autonat demo: open http://{host}:{port} in a browser (Ctrl-C stops)", file=sys.stderr, flush=True)
+    app.launch(server_name=host, server_port=port, share=share)
 
 
 __all__ = ["build_app", "launch", "DemoBackend", "strategy_table", "table_strategy"]

@@ -8,7 +8,7 @@ import time
 
 import torch
 
-from .models.registry import for_inference, inference_chunk
+from .models.registry import inference_chunk
 from .metrics.cost import count_flops, time_call
 from .sampling import IndexedNoise, sample
 from .strategy import Strategy
@@ -42,7 +42,7 @@ def sampling_speed(model, strategy: Strategy, batch: int, bf16: bool = True, rep
     device = next(model.parameters()).device
     labels = (torch.arange(batch) % model.null_label).to(device)
     noise = IndexedNoise(0, tuple(range(batch)))
-    net = for_inference(model, bf16)
+    net = model.for_inference(bf16)
 
     def run():
         sample(net, strategy, labels, noise, chunk=inference_chunk(device))
@@ -52,3 +52,29 @@ def sampling_speed(model, strategy: Strategy, batch: int, bf16: bool = True, rep
     return {"batch": batch, "steps": strategy.steps, "seconds_per_batch": round(t["median_s"], 5),
             "images_per_second": round(batch / t["median_s"], 2), "latency_ms": round(1000 * t["median_s"], 2),
             "flops_per_batch": flops, "achieved_flops_per_s": flops / t["median_s"], "bf16": bf16}
+
+
+def bench_sampling(model_name: str, strategy: str, steps: list[int], batches: list[int], repeats: int = 5,
+                   reuse: bool = True, bf16: bool = True, device: str = "auto", log=None) -> dict:
+    """`autonat bench sampling`: the bf16 (or fp32) matmul peak of this machine, then images/s,
+    latency and achieved FLOP/s of `model_name` for every (T, batch), as fractions of that peak
+    measured in the same run."""
+    from .io import AutonatError
+    from .pipeline import Pipeline
+    if repeats < 1 or any(b < 1 for b in batches) or any(t < 1 for t in steps):
+        raise AutonatError("--repeats, --batch and --steps must all be >= 1")
+    pipe = Pipeline.from_pretrained(model_name, device=device)
+    model = pipe.model if reuse else pipe.model.without_reuse()
+    peak = matmul_peak(pipe.model.config.dim, 50 * 256, "bf16" if bf16 else "fp32")
+    rows = []
+    for T in steps:
+        st = pipe.strategy(strategy, T)
+        for bsz in batches:
+            r = sampling_speed(model, st, bsz, bf16, repeats=repeats)
+            r["fraction_of_peak"] = round(r["achieved_flops_per_s"] / peak["peak_flops_per_s"], 4)
+            r["model"] = model_name
+            rows.append(r)
+            if log:
+                log(f"T={T} batch={bsz}: {r['images_per_second']} img/s, {r['latency_ms']} ms/batch, "
+                    f"{r['achieved_flops_per_s'] / 1e9:.0f} GFLOP/s = {100 * r['fraction_of_peak']:.1f}% of peak")
+    return {"peak": peak, "results": rows}

@@ -148,12 +148,34 @@ def load_idx_dataset(root: str | os.PathLike, split: str, verify: bool = False) 
     labels = _read_idx(lab_raw, lab_path, 1)
     if images.shape[0] != labels.shape[0]:
         raise AutonatError(f"{root}: {images.shape[0]} images but {labels.shape[0]} labels")
+    if images.shape[0] == 0:
+        raise AutonatError(f"{img_path}: holds no images")
     fmnist = digest == FASHION_MNIST_SHA256[img_stem]
-    n_cls = int(labels.max()) + 1 if labels.size else 0
-    names = FASHION_MNIST_CLASSES if fmnist else tuple(str(i) for i in range(max(n_cls, 1)))
+    n_cls = _idx_num_classes(root, labels if split == "train" else None)
+    if int(labels.max()) >= n_cls:
+        raise AutonatError(f"{lab_path}: label {int(labels.max())} is outside the {n_cls} classes of the "
+                           f"train split (labels must be 0..{n_cls - 1})")
+    names = FASHION_MNIST_CLASSES if fmnist else tuple(str(i) for i in range(n_cls))
     return ArrayDataset(images=torch.from_numpy(images.copy()).unsqueeze(1),
                         labels=torch.from_numpy(labels.astype(np.int64)),
                         class_names=names, identity=f"idx:{split}:{digest[:16]}")
+
+
+def _idx_num_classes(root: Path, train_labels: np.ndarray | None) -> int:
+    """The number of classes of an IDX directory: those of its train labels, which must use every
+    id 0..C-1 (a gap means a corrupt or mislabelled file, not a class with no examples)."""
+    if train_labels is None:
+        path = _find_idx(root, IDX_FILES["train"][1])
+        if path is None:
+            raise AutonatError(f"{root}: no train labels ({IDX_FILES['train'][1]}[.gz]) to define the classes")
+        train_labels = _read_idx(_read_maybe_gz(path), path, 1)
+    present = np.unique(train_labels)
+    n = int(present.max()) + 1 if present.size else 0
+    if present.size != n:
+        gaps = sorted(set(range(n)) - set(present.tolist()))[:10]
+        raise AutonatError(f"{root}: train labels never use class id(s) {gaps} below the largest id {n - 1}; "
+                           f"IDX labels must be the ids 0..C-1 of C classes")
+    return n
 
 
 def download_fashion_mnist(dest: str | os.PathLike | None = None, base_url: str = FASHION_MNIST_URL,
@@ -207,12 +229,29 @@ def _fit(img: Image.Image, resolution: int | None, channels: int) -> np.ndarray:
     return arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
 
 
+GRAY_MODES = ("1", "L", "LA", "I", "I;16", "F")
+
+
+def _detect_channels(paths: list[Path]) -> int:
+    """1 if every (readable) image is grayscale, else 3 (headers only; unreadable files are
+    reported when they are loaded)."""
+    for path in paths:
+        try:
+            with Image.open(path) as im:
+                if im.mode not in GRAY_MODES:
+                    return 3
+        except Exception:   # noqa: BLE001 - the loading pass names the bad file
+            continue
+    return 1
+
+
 def load_image_folder(root: str | os.PathLike, split: str = "train", resolution: int | None = None,
-                      channels: int = 3, skip_bad: bool = False) -> ArrayDataset:
+                      channels: int | None = None, skip_bad: bool = False) -> ArrayDataset:
     """Load `root/<class>/*` (or a flat folder = one class) resized/center-cropped to `resolution`.
 
-    Class ids follow sorted class-directory names. A file that cannot be decoded raises an error
-    naming it, unless `skip_bad`, in which case it is skipped and listed in `dataset.skipped`.
+    Class ids follow sorted class-directory names. `channels` None = 1 if every image is
+    grayscale, else 3. A file that cannot be decoded raises an error naming it, unless
+    `skip_bad`, in which case it is skipped and listed in `dataset.skipped`.
     """
     root = Path(root)
     if not root.is_dir():
@@ -225,11 +264,17 @@ def load_image_folder(root: str | os.PathLike, split: str = "train", resolution:
     if classes:
         entries = [(p, ci) for ci, c in enumerate(classes) for p in sorted((root / c).rglob("*"))
                    if p.suffix.lower() in IMAGE_EXTENSIONS]
+        empty = [c for ci, c in enumerate(classes) if not any(e[1] == ci for e in entries)]
+        if empty:
+            raise AutonatError(f"{root}: class folder(s) {empty} hold no images ({', '.join(IMAGE_EXTENSIONS)}); "
+                               f"remove them or add images (every sub-folder is a class)")
     else:
         classes = ["all"]
         entries = [(p, 0) for p in sorted(root.iterdir()) if p.suffix.lower() in IMAGE_EXTENSIONS]
     if not entries:
         raise AutonatError(f"{root}: no images with extensions {IMAGE_EXTENSIONS}")
+    if channels is None:
+        channels = _detect_channels([p for p, _ in entries])
     images, labels, skipped = [], [], []
     h = hashlib.sha256(f"{resolution}:{channels}".encode())
     for path, label in entries:
@@ -237,7 +282,7 @@ def load_image_folder(root: str | os.PathLike, split: str = "train", resolution:
             with Image.open(path) as im:
                 im.load()
                 arr = _fit(im, resolution, channels)
-        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError) as e:
             if skip_bad:
                 skipped.append(str(path))
                 continue
@@ -283,7 +328,7 @@ def load_dataset(source: str = "fashion-mnist", split: str = "train", *, resolut
         if is_idx_dir(path):
             ds = load_idx_dataset(path, split)
         else:
-            return load_image_folder(path, split, resolution, channels or 3, skip_bad)
+            return load_image_folder(path, split, resolution, channels, skip_bad)
     if channels not in (None, 1):
         ds.images = ds.images.expand(-1, channels, -1, -1).contiguous()
     if resolution is not None and resolution != ds.images.shape[-1]:
@@ -291,6 +336,17 @@ def load_dataset(source: str = "fashion-mnist", split: str = "train", *, resolut
                                             mode="bilinear", antialias=True, align_corners=False)
         ds.images = x.round().clamp(0, 255).to(torch.uint8)
     return ds
+
+
+def has_split(source: str, split: str) -> bool:
+    """Whether a data source has this split (Fashion-MNIST and IDX directories: train and test;
+    an image folder: a `split/` sub-folder, or `train` = the folder itself)."""
+    if source in ("fashion-mnist", "fmnist"):
+        return split in IDX_FILES
+    path = Path(source)
+    if is_idx_dir(path):
+        return split in IDX_FILES and _find_idx(path, IDX_FILES[split][0]) is not None
+    return (path / split).is_dir() or split == "train"
 
 
 def to_float(images: torch.Tensor) -> torch.Tensor:

@@ -10,33 +10,42 @@ and noise, and two strategies differ only by the strategy.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
 from . import distributed as D
 from .data import load_dataset, to_float, to_uint8
+from .config import opt, validate
 from .io import AutonatError
 from .jobs import autocast, progress
 from .metrics.fid import FeatureStats, frechet_distance, inception_score, kid, precision_recall
 from .metrics.reference import extract, reference_features
-from .models.registry import for_inference, inference_chunk
+from .models.registry import inference_chunk
 from .sampling import IndexedNoise, sample
 from .strategy import Strategy
 
 
 @dataclass(frozen=True)
 class EvalConfig:
-    n: int = 10000
-    seed: int = 0
-    batch_size: int = 250
-    noise: str = "indexed"          # "indexed" = common random numbers; "sequential" = one generator
-    bf16: bool = True
-    reference_data: str = "fashion-mnist"
-    reference_split: str = "train"
-    precision_recall: bool = True   # k-NN precision/recall against (up to) 10k reference features
-    kid: bool = False
-    count_flops: bool = True
+    """How a generator is evaluated (saved with every result)."""
+    n: int = opt(10000, "generated samples", min=2)
+    seed: int = opt(0, "evaluation seed: labels and noise of sample i depend only on (seed, i)", min=0)
+    batch_size: int = opt(250, "sampling batch size", min=1)
+    noise: str = opt("indexed", "indexed = common random numbers keyed by (seed, sample, step); "
+                                "sequential = one generator in call order", choices=("indexed", "sequential"))
+    bf16: bool = opt(True, "sample in bf16")
+    reference_data: str = opt("fashion-mnist", "real data for the reference statistics (a name, an IDX "
+                                               "directory or an image folder)")
+    reference_split: str = opt("train", "split of the reference data")
+    reference_stats: str = opt("", "pytorch-fid .npz (mu, sigma) to use instead of reference data "
+                                   "(precision/recall and KID need features and are skipped)")
+    precision_recall: bool = opt(True, "k-NN precision/recall against (up to) 10k reference features")
+    kid: bool = opt(False, "also compute KID")
+    count_flops: bool = opt(True, "count forward FLOPs per image")
+
+    def __post_init__(self):
+        validate(self)
 
 
 def class_balanced_labels(n: int, num_classes: int, seed: int) -> torch.Tensor:
@@ -63,7 +72,7 @@ def generate(model, tokenizer, strategy: Strategy, labels: torch.Tensor, sample_
              show_progress: bool = False) -> torch.Tensor:
     """uint8 images [n, C, H, W] for the given labels / global sample indices."""
     device = next(model.parameters()).device
-    net = for_inference(model, bf16)
+    net = model.for_inference(bf16)
     gen = torch.Generator().manual_seed(seed * 1000003 + int(sample_ids[0]) if len(sample_ids) else seed)
     out = []
     for s in progress(range(0, len(labels), batch_size), desc="sampling", disable=not show_progress):
@@ -96,30 +105,34 @@ def score(fake_feats: torch.Tensor, fake_probs: torch.Tensor, ref_feats: torch.T
 
 def evaluate_model(model, tokenizer, strategy: Strategy, extractor, cfg: EvalConfig,
                    ref_feats: torch.Tensor | None = None, show_progress: bool = True) -> dict:
-    """Sample cfg.n images (sharded across ranks under torchrun), score them on rank 0.
-    Returns the metrics dict on every rank."""
+    """Sample cfg.n images (sharded across ranks under torchrun), score them on rank 0 against
+    `ref_feats`, the reference data's features, or imported statistics (`cfg.reference_stats`).
+    Everything checkable is checked before sampling. Returns the metrics dict on every rank."""
     check_pair(model, tokenizer)
+    ref_stats = FeatureStats.load_npz(cfg.reference_stats) if cfg.reference_stats else None
     t0 = time.perf_counter()
-    if ref_feats is None and D.is_main():   # only rank 0 scores, so only it needs them
+    if ref_stats is None and ref_feats is None and D.is_main():   # only rank 0 scores
         ref_feats = reference_features(extractor, cfg.reference_data, cfg.reference_split,
                                        show_progress=show_progress)
     labels = class_balanced_labels(cfg.n, model.null_label, cfg.seed)
     lo, hi = D.shard(cfg.n)
-    ids = torch.arange(lo, hi)
     t1 = time.perf_counter()
-    images = generate(model, tokenizer, strategy, labels[lo:hi], ids, cfg.seed, cfg.batch_size,
-                      cfg.bf16, cfg.noise, show_progress=show_progress and D.is_main())
+    images = generate(model, tokenizer, strategy, labels[lo:hi], torch.arange(lo, hi), cfg.seed,
+                      cfg.batch_size, cfg.bf16, cfg.noise, show_progress=show_progress and D.is_main())
     sample_seconds = time.perf_counter() - t1
     feats, probs = extract(extractor, images, bf16=False)
     feats, probs = D.gather_cat(feats, cfg.n), D.gather_cat(probs, cfg.n)
     res = {}
     if D.is_main():
-        res = score(feats, probs, ref_feats, extractor.metric_name, cfg)
+        if ref_stats is not None:
+            cfg = replace(cfg, precision_recall=False, kid=False)
+        res = score(feats, probs, ref_feats, extractor.metric_name, cfg, ref_stats)
         res.update({"n": cfg.n, "steps": strategy.steps, "seed": cfg.seed, "noise": cfg.noise,
-                    "strategy": strategy.name or "custom",
+                    "strategy": strategy.name or "custom", "strategy_source": strategy.source,
                     "model": getattr(model, "identity", ""), "tokenizer": tokenizer.identity,
-                    "metric": extractor.metric_name, "world_size": D.world_size(),
-                    "sample_seconds": round(sample_seconds, 2),
+                    "metric": extractor.metric_name, "featnet": getattr(extractor, "identity", ""),
+                    "reference": cfg.reference_stats or f"{cfg.reference_data}:{cfg.reference_split}",
+                    "world_size": D.world_size(), "sample_seconds": round(sample_seconds, 2),
                     "images_per_second": round(cfg.n / max(sample_seconds, 1e-9), 2)})
         if cfg.count_flops:
             from .metrics.cost import decode_flops, sampling_flops
@@ -153,3 +166,83 @@ def evaluate_reconstructions(tokenizer, extractor, cfg: EvalConfig, show_progres
     feats, probs = extract(extractor, torch.cat(recs))
     return {**score(feats, probs, ref, extractor.metric_name, cfg), "n": n,
             "what": "tokenizer reconstructions of test vs train", "tokenizer": tokenizer.identity}
+
+
+# ----------------------------------------------------------------------------------------------
+# `autonat evaluate` as one call
+# ----------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class EvaluateConfig:
+    """What to evaluate and in which feature space (the sampling/scoring settings are `eval`)."""
+    what: str = opt("model", "model = a generator; real = the real-vs-real floor (test images vs the "
+                             "reference); reconstructions = the tokenizer's rFID", choices=("model", "real", "reconstructions"))
+    model: str = opt("fashion-mnist", "shipped name or model directory")
+    tokenizer: str = opt("", "shipped name or directory (default: the model's)")
+    strategy: str = opt("maskgit", "a preset, autonat (searched for this model) or a strategy file (see `sample`)")
+    steps: int = opt(8, "decoding steps T", min=1, max=4096)
+    guidance: float | None = opt(None, "override s(t) with this constant", min=0.0)
+    reuse: bool = opt(True, "ENAT: reuse features across steps (--no-reuse recomputes every step)")
+    features: str = opt("fmnist", "feature network: a featnet (the shipped Fashion-MNIST one, or --featnet) "
+                                  "or InceptionV3 (pytorch-fid weights)", choices=("fmnist", "inception"))
+    featnet: str = opt("", "feature-network directory (from `autonat featnet train`; default: shipped)")
+    inception_weights: str = opt("", "pytorch-fid InceptionV3 weights file (pt_inception-2015-12-05-6726825d.pth)")
+    device: str = opt("auto", "auto (CUDA if available), cpu, cuda, cuda:N")
+    eval: EvalConfig = opt(default_factory=EvalConfig, help="sampling and scoring")
+
+    def __post_init__(self):
+        validate(self)
+
+
+def load_feature_extractor(features: str, featnet: str = "", inception_weights: str = "", device="cpu"):
+    """The feature network a FID is measured with (`metric_name` names it in every result)."""
+    from .metrics.reference import load_extractor
+    if features == "inception":
+        return load_extractor("inception", inception_weights or None, device)
+    return load_extractor("fmnist", featnet or None, device)
+
+
+def feature_warning(extractor, reference_data: str) -> str | None:
+    """A loud warning when data other than Fashion-MNIST is scored with the Fashion-MNIST network."""
+    if getattr(extractor, "metric_name", "") == "fmnist" and reference_data not in ("fashion-mnist", "fmnist"):
+        return (f"warning: scoring {reference_data} with the Fashion-MNIST feature network (fid_fmnist): "
+                f"its features know clothing, not your images. Train one on your data with "
+                f"`autonat featnet train --data {reference_data} --out runs/featnet` and pass --featnet "
+                f"runs/featnet (results then say fid_<name>)")
+    return None
+
+
+def run_evaluation(cfg: EvaluateConfig, show_progress: bool = True, log=None) -> dict:
+    """Evaluate as configured; returns the result dict on every rank (see `evaluate_model`)."""
+    from .jobs import pick_device
+    device = D.local_device(pick_device(cfg.device))
+    D.init_from_env(device)
+    extractor = load_feature_extractor(cfg.features, cfg.featnet, cfg.inception_weights, device)
+    warn = feature_warning(extractor, cfg.eval.reference_data)
+    if warn and log and D.is_main():
+        log(warn)
+    if cfg.what == "real":
+        res = evaluate_real(extractor, cfg.eval, show_progress)
+    elif cfg.what == "reconstructions":
+        from .tokenizer import Tokenizer
+        if cfg.tokenizer:
+            tok = Tokenizer.from_pretrained(cfg.tokenizer, device)
+        else:
+            from .pipeline import Pipeline
+            tok = Pipeline.from_pretrained(cfg.model, device=device).tokenizer
+        res = evaluate_reconstructions(tok, extractor, cfg.eval, show_progress)
+    else:
+        from .pipeline import Pipeline
+        pipe = Pipeline.from_pretrained(cfg.model, tokenizer=cfg.tokenizer or None, device=device)
+        st = pipe.strategy(cfg.strategy, cfg.steps)
+        if cfg.guidance is not None:
+            st = st.with_guidance(cfg.guidance)
+        if st.steps > pipe.model.seq_len:
+            raise AutonatError(f"{st.steps} steps for {pipe.model.seq_len} tokens: steps must be <= tokens")
+        model = pipe.model if cfg.reuse else pipe.model.without_reuse()
+        res = evaluate_model(model, pipe.tokenizer, st, extractor, cfg.eval, None, show_progress)
+        res.update({"model_name": str(cfg.model), "reuse": cfg.reuse})
+    if D.is_main():
+        res["featnet"] = getattr(extractor, "identity", "")
+        res["metric"] = extractor.metric_name
+    return res

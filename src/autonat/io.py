@@ -6,24 +6,27 @@ place, so an interrupted job never leaves a half-written checkpoint where a good
 """
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import os
 import shutil
 import tempfile
-import typing
 from pathlib import Path
-from typing import Any, Mapping, TypeVar
+from typing import Any, Mapping
 
 import torch
 from safetensors.torch import load_file, save_file
 
-T = TypeVar("T")
-
-
 class AutonatError(Exception):
     """An error caused by the user's input (bad file, bad option); the CLI prints it without a traceback."""
+
+
+class Interrupted(Exception):
+    """A long job stopped on a signal after saving its state (`signum` = the signal)."""
+
+    def __init__(self, signum: int, message: str):
+        super().__init__(message)
+        self.signum = signum
 
 
 # ----------------------------------------------------------------------------------------------
@@ -63,7 +66,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
 
 
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
-    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode())
+    atomic_write_bytes(path, json_bytes(obj))
 
 
 def atomic_save_tensors(path: str | os.PathLike, tensors: Mapping[str, torch.Tensor],
@@ -123,41 +126,6 @@ class AtomicDir:
             shutil.rmtree(old, ignore_errors=True)
 
 
-# ----------------------------------------------------------------------------------------------
-# Dataclass configs <-> JSON
-# ----------------------------------------------------------------------------------------------
-
-def config_to_dict(cfg: Any) -> dict:
-    """A dataclass config as a JSON-ready dict (tuples become lists)."""
-    if not dataclasses.is_dataclass(cfg):
-        raise TypeError(f"expected a dataclass config, got {type(cfg).__name__}")
-    return json.loads(json.dumps(dataclasses.asdict(cfg)))
-
-
-def _coerce(value: Any, annotation: Any) -> Any:
-    origin = typing.get_origin(annotation)
-    if origin is tuple and isinstance(value, list):
-        args = typing.get_args(annotation)
-        if len(args) == 2 and args[1] is Ellipsis:
-            return tuple(_coerce(v, args[0]) for v in value)
-        return tuple(value)
-    if dataclasses.is_dataclass(annotation) and isinstance(value, dict):
-        return config_from_dict(annotation, value)
-    return value
-
-
-def config_from_dict(cls: type[T], data: Mapping[str, Any], what: str | None = None) -> T:
-    """Build a dataclass from a dict, refusing unknown keys by name (a typo must not be ignored)."""
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - set(fields))
-    if unknown:
-        raise AutonatError(f"{what or cls.__name__}: unknown config key(s) {unknown}; "
-                           f"known keys: {sorted(fields)}")
-    hints = typing.get_type_hints(cls)
-    kwargs = {k: _coerce(v, hints.get(k)) for k, v in data.items()}
-    return cls(**kwargs)
-
-
 def load_json(path: str | os.PathLike) -> Any:
     path = Path(path)
     if not path.is_file():
@@ -200,12 +168,21 @@ def dir_identity(path: str | os.PathLike) -> str:
     return h.hexdigest()[:16]
 
 
-def state_identity(config: Mapping[str, Any], tensors: Mapping[str, torch.Tensor]) -> str:
-    """Identity hash of an in-memory model (config + weights), equal for equal models."""
-    h = hashlib.sha256(json.dumps(config, sort_keys=True).encode())
-    for k in sorted(tensors):
-        t = tensors[k].detach().to("cpu").contiguous()
-        h.update(k.encode())
-        h.update(str(t.dtype).encode())
-        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+def files_identity(files: Mapping[str, bytes]) -> str:
+    """`dir_identity` of a directory that would hold exactly these files (computed in memory)."""
+    h = hashlib.sha256()
+    for name in ("config.json", "model.safetensors"):
+        h.update(name.encode())
+        h.update(hashlib.sha256(files[name]).hexdigest().encode())
     return h.hexdigest()[:16]
+
+
+def json_bytes(obj: Any) -> bytes:
+    """The bytes `atomic_write_json` writes for `obj`."""
+    return (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode()
+
+
+def tensor_bytes(tensors: Mapping[str, torch.Tensor]) -> bytes:
+    """The bytes `atomic_save_tensors` writes for `tensors`."""
+    from safetensors.torch import save
+    return save({k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()})

@@ -1,17 +1,10 @@
-"""Long-job plumbing shared by every trainer: seeding, JSONL logs, progress bars, atomic
-checkpoints with exact resume, and device / autocast selection.
-
-A checkpoint is a directory `<out>/checkpoint/` holding `model.safetensors` (+ `ema.safetensors`),
-`state.pt` (optimizer, RNG states; read back with `weights_only=True`) and `state.json` (step,
-counters). It is written under a temporary name and renamed, so a kill at any moment leaves
-either the previous or the new checkpoint, never a mix.
-"""
+"""Long-job plumbing: device and autocast selection, progress bars, crash-tolerant JSONL logs and
+throughput counters (checkpoints: `autonat.checkpoint`; the training loop: `autonat.trainer`)."""
 from __future__ import annotations
 
 import contextlib
 import json
 import os
-import random
 import sys
 import time
 from pathlib import Path
@@ -20,19 +13,28 @@ from typing import Any, Iterable, Mapping
 import torch
 from tqdm.auto import tqdm
 
-from .io import AtomicDir, atomic_save_tensors, atomic_write_json, load_json, load_tensors
+from .io import AutonatError, atomic_write_bytes
 
 
-def seed_everything(seed: int) -> None:
-    """Seed Python and torch's global RNGs (training uses them for dropout and masking draws)."""
-    random.seed(seed)
-    torch.manual_seed(seed)
-
-
-def pick_device(name: str | None = None) -> torch.device:
+def pick_device(name: str | torch.device | None = None) -> torch.device:
+    """`auto` (CUDA if available, else CPU), `cpu`, `cuda`, `cuda:N`; a clear error otherwise."""
+    if isinstance(name, torch.device):
+        name = str(name)
     if name in (None, "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    try:
+        dev = torch.device(name)
+    except (RuntimeError, TypeError):
+        raise AutonatError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N") from None
+    if dev.type not in ("cpu", "cuda"):
+        raise AutonatError(f"device {name!r} is not supported; use auto, cpu, cuda or cuda:N")
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise AutonatError(f"device {name!r}: this torch build ({torch.__version__}) sees no CUDA GPU; "
+                               f"use --device cpu (or install a CUDA build of torch)")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise AutonatError(f"device {name!r}: only {torch.cuda.device_count()} CUDA device(s) visible")
+    return dev
 
 
 def autocast(device: torch.device, enabled: bool = True):
@@ -52,7 +54,8 @@ def progress(iterable: Iterable | None = None, *, total: int | None = None, desc
 
 
 class JsonlLog:
-    """Append-only JSON-lines log (one dict per line, flushed immediately)."""
+    """Append-only JSON-lines log (one dict per line, flushed immediately). A kill while a line
+    is being written leaves a torn last line; `truncate_after` (run on every resume) drops it."""
 
     def __init__(self, path: str | Path, enabled: bool = True):
         self.path = Path(path)
@@ -66,54 +69,34 @@ class JsonlLog:
         with open(self.path, "a") as f:
             f.write(json.dumps({"time": round(time.time(), 3), **record}) + "\n")
 
+    def records(self) -> list[dict]:
+        """Every complete record (a torn last line is skipped; a damaged line elsewhere is an error)."""
+        if not self.path.exists():
+            return []
+        lines = self.path.read_bytes().decode("utf-8", errors="replace").split("\n")
+        out = []
+        for i, ln in enumerate(lines):
+            if not ln.strip():
+                continue
+            try:
+                rec = json.loads(ln)
+                if not isinstance(rec, dict):
+                    raise ValueError("not an object")
+            except ValueError:
+                if i >= len(lines) - 2:       # the last line, torn by a kill mid-write
+                    continue
+                raise AutonatError(f"{self.path}: line {i + 1} is not a JSON record; the log is damaged "
+                                   f"(remove that line to resume)") from None
+            out.append(rec)
+        return out
+
     def truncate_after(self, step: int) -> None:
-        """On resume, drop lines logged after the checkpoint so the log matches a clean run."""
+        """On resume, drop lines logged after the checkpoint (and a torn last line) so the log
+        matches an uninterrupted run. The log is rewritten atomically."""
         if not (self.enabled and self.path.exists()):
             return
-        keep = [ln for ln in self.path.read_text().splitlines()
-                if ln.strip() and json.loads(ln).get("step", 0) <= step]
-        self.path.write_text("".join(k + "\n" for k in keep))
-
-
-def rng_state() -> dict[str, Any]:
-    state = {"torch": torch.get_rng_state(), "python": random.getstate()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: Mapping[str, Any]) -> None:
-    torch.set_rng_state(state["torch"])
-    py = state["python"]
-    random.setstate((py[0], tuple(py[1]), py[2]))
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def save_checkpoint(out: str | Path, *, model: Mapping[str, torch.Tensor],
-                    ema: Mapping[str, torch.Tensor] | None, optimizer: torch.optim.Optimizer,
-                    step: int, extra: Mapping[str, Any] | None = None,
-                    extra_state: Mapping[str, Any] | None = None) -> None:
-    """Atomically write `<out>/checkpoint/`."""
-    with AtomicDir(Path(out) / "checkpoint") as tmp:
-        atomic_save_tensors(tmp / "model.safetensors", model)
-        if ema is not None:
-            atomic_save_tensors(tmp / "ema.safetensors", ema)
-        torch.save({"optimizer": optimizer.state_dict(), "rng": rng_state(),
-                    **(extra_state or {})}, tmp / "state.pt")
-        atomic_write_json(tmp / "state.json", {"step": step, **(extra or {})})
-
-
-def load_checkpoint(out: str | Path) -> dict[str, Any] | None:
-    """Read `<out>/checkpoint/` or return None if there is none."""
-    ck = Path(out) / "checkpoint"
-    if not (ck / "state.json").is_file():
-        return None
-    meta = load_json(ck / "state.json")
-    state = torch.load(ck / "state.pt", map_location="cpu", weights_only=True)
-    return {"meta": meta, "model": load_tensors(ck / "model.safetensors"),
-            "ema": load_tensors(ck / "ema.safetensors") if (ck / "ema.safetensors").exists() else None,
-            **state}
+        keep = [r for r in self.records() if r.get("step", 0) <= step]
+        atomic_write_bytes(self.path, "".join(json.dumps(r) + "\n" for r in keep).encode())
 
 
 class Throughput:

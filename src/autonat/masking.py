@@ -2,6 +2,10 @@
 
 A training example with N tokens gets a mask ratio r ~ p(r) and exactly
 ceil(r * N) masked positions (clamped to [1, N]), chosen uniformly at random (paper Sec. 3.1).
+The ratio -> count rounding is data (`ROUNDINGS`): `ceil` (the paper), `round` (the authors'
+training code: round(N r)), `floor` (the authors' sampler). `ratio_to_count` is the one place a
+ratio becomes a count; the sampler's per-step rule (`autonat.strategy.Strategy.masked_counts`)
+builds on it.
 Distributions are first-class objects with a compact text spec used by the CLI and configs:
 
   beta:12,3     Beta(alpha=12, beta=3)   (AutoNAT's released training strategy, mean 0.8)
@@ -31,6 +35,7 @@ from .io import AutonatError
 # inverse CDF), so trial stores do not reuse a training made under the old draws.
 SAMPLING_VERSION = 2
 _EPS = 1e-6  # ceil(r*N - eps): r*N that is an integer up to float error is not rounded up
+ROUNDINGS = ("ceil", "floor", "round")
 
 
 class MaskRatioDistribution:
@@ -173,10 +178,22 @@ def parse_mask_dist(spec: str | MaskRatioDistribution) -> MaskRatioDistribution:
 # Masks
 # ----------------------------------------------------------------------------------------------
 
-def masked_count(r: torch.Tensor, num_tokens: int) -> torch.Tensor:
-    """Number of masked tokens for ratio(s) r: ceil(r N) clamped to [1, N] (int64)."""
-    k = torch.ceil(r.double() * num_tokens - _EPS).long()
-    return k.clamp(1, num_tokens)
+def ratio_to_count(r: torch.Tensor, num_tokens: int, rounding: str = "ceil") -> torch.Tensor:
+    """r N rounded by `rounding` (int64, unclamped). r N that is an integer up to float error
+    (e.g. 0.3 * 10) counts as that integer under every rule."""
+    x = r.double() * num_tokens
+    if rounding == "ceil":
+        return torch.ceil(x - _EPS).long()
+    if rounding == "floor":
+        return torch.floor(x + _EPS).long()
+    if rounding == "round":
+        return torch.round(x).long()
+    raise AutonatError(f"unknown rounding {rounding!r}; use one of {ROUNDINGS}")
+
+
+def masked_count(r: torch.Tensor, num_tokens: int, rounding: str = "ceil") -> torch.Tensor:
+    """Number of masked tokens of a training example with ratio(s) r, clamped to [1, N]."""
+    return ratio_to_count(r, num_tokens, rounding).clamp(1, num_tokens)
 
 
 def random_mask(counts: torch.Tensor, num_tokens: int, generator: torch.Generator | None = None,
@@ -190,7 +207,9 @@ def random_mask(counts: torch.Tensor, num_tokens: int, generator: torch.Generato
 
 
 def sample_training_mask(dist: MaskRatioDistribution, batch: int, num_tokens: int,
-                         generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Draw r ~ p(r) per example and the matching mask. Returns (mask [B, N] bool, r [B])."""
-    r = dist.sample(batch, generator)
-    return random_mask(masked_count(r, num_tokens), num_tokens, generator), r
+                         generator: torch.Generator | None = None, rounding: str = "ceil",
+                         per_batch: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Draw r ~ p(r) per example (or one r for the whole batch if `per_batch`) and the matching
+    mask. Returns (mask [B, N] bool, r [B])."""
+    r = dist.sample(1, generator).expand(batch) if per_batch else dist.sample(batch, generator)
+    return random_mask(masked_count(r, num_tokens, rounding), num_tokens, generator), r

@@ -1,62 +1,17 @@
-"""Images and figures: sample grids, decoding strips (paper Fig. 2), the four schedules of a
-strategy (paper-style panels), search curves, and the FID-vs-GFLOPs frontier (paper Fig. 1).
+"""Figures: the four schedules of a strategy (paper-style panels), search curves, and the FID-vs-
+cost frontier (paper Fig. 1; FID vs GFLOPs and vs wall-clock). Sample grids and decoding strips
+are composed in `autonat.images`.
 
 matplotlib runs headless (Agg). Every writer creates parent directories and writes atomically.
 """
 from __future__ import annotations
 
 import io
-import math
 from pathlib import Path
 from typing import Sequence
 
-from PIL import Image
-
-from .io import atomic_write_bytes
+from .io import AutonatError, atomic_write_bytes
 from .strategy import Strategy
-
-
-def _png_bytes(img: Image.Image) -> bytes:
-    buf = io.BytesIO()
-    img.save(buf, format="PNG")
-    return buf.getvalue()
-
-
-def save_image(img: Image.Image, path: str | Path) -> None:
-    atomic_write_bytes(path, _png_bytes(img))
-
-
-def make_grid(images: Sequence[Image.Image], ncol: int = 10, pad: int = 2, scale: int = 1) -> Image.Image:
-    if not images:
-        raise ValueError("no images for a grid")
-    w, h = images[0].size
-    w, h = w * scale, h * scale
-    ncol = max(1, min(ncol, len(images)))
-    nrow = math.ceil(len(images) / ncol)
-    grid = Image.new(images[0].mode, (ncol * (w + pad) + pad, nrow * (h + pad) + pad),
-                     color=255 if images[0].mode == "L" else (255, 255, 255))
-    for i, im in enumerate(images):
-        r, c = divmod(i, ncol)
-        grid.paste(im.resize((w, h), Image.NEAREST) if scale != 1 else im,
-                   (pad + c * (w + pad), pad + r * (h + pad)))
-    return grid
-
-
-def save_grid(images: Sequence[Image.Image], path: str | Path, ncol: int = 10, scale: int = 1) -> None:
-    save_image(make_grid(images, ncol, scale=scale), path)
-
-
-def strip_images(pipe, out, rows: int = 4) -> list[list[Image.Image]]:
-    """Canvas after each step for the first `rows` samples of a traced PipelineOutput."""
-    per_step = [pipe.decode_canvas(s["ids"][:rows], s["mask"][:rows]) for s in out.trace]
-    return [[per_step[t][r] for t in range(len(per_step))] + [out.images[r]] for r in range(min(rows, len(out.images)))]
-
-
-def save_strip(pipe, out, path: str | Path, rows: int = 4, scale: int = 3) -> None:
-    """Decoding strip: one row per sample, one column per step (masked = grey), then the result."""
-    strips = strip_images(pipe, out, rows)
-    flat = [im for row in strips for im in row]
-    save_grid(flat, path, ncol=len(strips[0]), scale=scale)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -82,8 +37,9 @@ def _save_fig(plt, fig, path: str | Path) -> None:
 def plot_strategies(strategies: dict[str, Strategy], path: str | Path) -> None:
     """The four schedules r(t), tau1(t), tau2(t), s(t) of one or more strategies, side by side."""
     plt, fig, axes = _figure(4, 1, (3.2, 2.8))
-    panels = [("r", "re-masking ratio r(t)"), ("tau1", "sampling temp. tau1(t)"),
-              ("tau2", "re-masking temp. tau2(t)"), ("s", "guidance scale s(t)")]
+    from matplotlib.ticker import MaxNLocator
+    panels = [("r", "fraction still masked r(t)"), ("tau1", "sampling temperature tau1(t)"),
+              ("tau2", "re-masking temperature tau2(t)"), ("s", "guidance scale s(t)")]
     for ax, (key, title) in zip(axes[0], panels):
         for label, st in strategies.items():
             t = list(range(1, st.steps + 1))
@@ -93,6 +49,7 @@ def plot_strategies(strategies: dict[str, Strategy], path: str | Path) -> None:
             ax.plot(t, vals, marker="o", label=label)
         ax.set_title(title, fontsize=9)
         ax.set_xlabel("step t")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=7)
     _save_fig(plt, fig, path)
@@ -101,10 +58,12 @@ def plot_strategies(strategies: dict[str, Strategy], path: str | Path) -> None:
 def plot_curves(series: dict[str, tuple[Sequence[float], Sequence[float]]], path: str | Path,
                 xlabel: str, ylabel: str = "FID", title: str = "", logx: bool = False) -> None:
     """Line plot of named (x, y) series, e.g. best-so-far FID vs number of FID evaluations."""
-    plt, fig, axes = _figure(1, 1, (5.0, 3.5))
+    from matplotlib.ticker import MaxNLocator
+    plt, fig, axes = _figure(1, 1, (5.5, 3.8))
     ax = axes[0][0]
     for name, (x, y) in series.items():
         ax.plot(list(x), list(y), marker=".", label=name)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     if logx:
@@ -116,22 +75,59 @@ def plot_curves(series: dict[str, tuple[Sequence[float], Sequence[float]]], path
     _save_fig(plt, fig, path)
 
 
-def plot_frontier(points: Sequence[dict], path: str | Path) -> None:
-    """FID vs GFLOPs per image; `points` = dicts with gflops, fid, group (series), label."""
-    plt, fig, axes = _figure(1, 1, (5.5, 4.0))
-    ax = axes[0][0]
+def plot_frontier(points: Sequence[dict], path: str | Path, metric: str = "fid_fmnist") -> None:
+    """FID vs GFLOPs per image and, where points carry `seconds_per_image`, FID vs wall-clock per
+    image; `points` = dicts with fid, gflops, group (series), label (e.g. T=8)."""
+    panels = [("gflops", "GFLOPs / image (every guidance pass)")]
+    if any(p.get("seconds_per_image") for p in points):
+        panels.append(("seconds_per_image", "seconds / image (batch 256, this CPU)"))
+    plt, fig, axes = _figure(len(panels), 1, (5.5, 4.2))
     groups: dict[str, list[dict]] = {}
     for p in points:
         groups.setdefault(p.get("group", ""), []).append(p)
-    for g, pts in groups.items():
-        pts = sorted(pts, key=lambda p: p["gflops"])
-        ax.plot([p["gflops"] for p in pts], [p["fid"] for p in pts], marker="o", label=g)
-        for p in pts:
-            if p.get("label"):
-                ax.annotate(p["label"], (p["gflops"], p["fid"]), fontsize=7, xytext=(3, 3),
-                            textcoords="offset points")
-    ax.set_xlabel("GFLOPs / image (both guidance passes)")
-    ax.set_ylabel("FID")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    for ax, (key, xlabel) in zip(axes[0], panels):
+        for g, pts in groups.items():
+            pts = sorted((p for p in pts if p.get(key)), key=lambda p: p[key])
+            if not pts:
+                continue
+            ax.plot([p[key] for p in pts], [p["fid"] for p in pts], marker="o", label=g)
+            for p in pts:
+                if p.get("label"):
+                    ax.annotate(p["label"], (p[key], p["fid"]), fontsize=7, xytext=(3, 3),
+                                textcoords="offset points")
+        ax.set_xscale("log")
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(f"FID ({metric}, lower is better)")
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=7)
     _save_fig(plt, fig, path)
+
+
+def read_frontier(files: Sequence[str | Path]) -> list[dict]:
+    """Frontier points from JSONL files of `autonat evaluate --json` (or bench) results; the series
+    is the record's `series` field, else the file name. Every bad file or record is an error
+    naming it."""
+    import json
+    pts = []
+    for f in files:
+        path = Path(f)
+        if not path.is_file():
+            raise AutonatError(f"frontier file not found: {path}")
+        for i, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                r = json.loads(line)
+            except json.JSONDecodeError:
+                raise AutonatError(f"{path}:{i}: not a JSON record") from None
+            if not isinstance(r, dict) or not all(k in r for k in ("fid", "flops_per_image", "steps")):
+                raise AutonatError(f"{path}:{i}: a frontier record needs fid, flops_per_image and steps")
+            try:
+                pts.append({"gflops": float(r["flops_per_image"]) / 1e9, "fid": float(r["fid"]),
+                            "group": str(r.get("series") or path.stem), "label": f"T={r['steps']}",
+                            "seconds_per_image": float(r["seconds_per_image"]) if r.get("seconds_per_image") else None})
+            except (TypeError, ValueError):
+                raise AutonatError(f"{path}:{i}: fid, flops_per_image must be numbers") from None
+    if not pts:
+        raise AutonatError("no evaluate results found in the given files")
+    return pts

@@ -2,17 +2,20 @@
 
     sample(model, strategy, labels, noise) -> SampleOutput(ids [B, N], trace)
 
-`model` is anything with `seq_len`, `codebook_size`, `mask_id`, `null_label` and
-`decode_step(ids, labels, query, cache) -> (logits [B, M, K], cache)` (U-ViT: stateless;
-ENAT: a feature cache threaded through explicitly). Nothing else is read or mutated.
+`model` fulfils the decoding half of `autonat.models.contract.NATModel`: `seq_len`,
+`codebook_size`, `mask_id`, `null_label` and `decode_step(ids, labels, query, cache) -> (logits
+[B, M, K], cache)` (the cache, if any, is threaded through explicitly and manipulated only through
+its own `rows` / `cat` / `same_state`). Nothing else is read or mutated.
 
 Step t (all rows of a batch have the same number M of [MASK] tokens, since all start at N):
   1. logits at the M masked positions; with guidance s > 0, l = l_c + s (l_c - l_u) from a
-     conditional and an unconditional (null class) pass; s = 0 runs the conditional pass only.
+     conditional and an unconditional (null class) pass; s = 0 runs the conditional pass only
+     (unless the strategy says `always_uncond`).
   2. sample x ~ softmax(l / tau1) by inverse CDF with one uniform per position (tau1 = 0: argmax);
   3. confidence C = log softmax(l)[x] (guided, not temperature-scaled); decoded tokens: +inf;
-  4. re-mask the k = ceil(r N) (clamped to M - 1) lowest of C + tau2 * Gumbel (Gumbel-top-k
-     sampling without replacement from softmax(C / tau2); tau2 = 0: deterministic).
+  4. re-mask the k = strategy.masked_counts(N)[t] lowest of C + tau2 * Gumbel (Gumbel-top-k
+     sampling without replacement from softmax(C / tau2); tau2 = 0: deterministic), or, with a
+     fixed token order (`order="halton"`), the k masked positions that come last in that order.
 
 Randomness comes only from `noise`: a `torch.Generator` (draws in call order), or an
 `IndexedNoise` whose numbers for sample i at step t are a pure function of (seed, i, t, position):
@@ -21,41 +24,23 @@ changes, so two strategies evaluated on the same indices differ only by the stra
 """
 from __future__ import annotations
 
-import dataclasses
+import math
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Callable
 
 import torch
 
 from .io import AutonatError
+from .models.contract import cache_cat, cache_rows, caches_aligned, masked_positions
+from .rng import mix64
 from .strategy import Strategy
 
 _U_EPS = 1e-7
 
 
-class NATModel(Protocol):
-    seq_len: int
-    codebook_size: int
-    mask_id: int
-    null_label: int
-
-    def decode_step(self, ids: torch.Tensor, labels: torch.Tensor, query: torch.Tensor,
-                    cache: Any) -> tuple[torch.Tensor, Any]: ...
-
-
 # ----------------------------------------------------------------------------------------------
 # Noise
 # ----------------------------------------------------------------------------------------------
-
-def _mix64(*values: int) -> int:
-    """splitmix64-style hash of integers -> 63-bit seed (stable across runs and platforms)."""
-    h = 0x9E3779B97F4A7C15
-    for v in values:
-        h = (h ^ (v & 0xFFFFFFFFFFFFFFFF)) * 0xBF58476D1CE4E5B9 & 0xFFFFFFFFFFFFFFFF
-        h = (h ^ (h >> 27)) * 0x94D049BB133111EB & 0xFFFFFFFFFFFFFFFF
-        h ^= h >> 31
-    return h & 0x7FFFFFFFFFFFFFFF
-
 
 @dataclass(frozen=True)
 class IndexedNoise:
@@ -69,7 +54,7 @@ class IndexedNoise:
         out = torch.empty(len(self.sample_ids), n)
         g = torch.Generator()
         for b, i in enumerate(self.sample_ids):
-            g.manual_seed(_mix64(self.seed, i, step, kind))
+            g.manual_seed(mix64(self.seed, i, step, kind))
             out[b] = torch.rand(n, generator=g)
         return out
 
@@ -118,26 +103,40 @@ def choose_remask(confidence: torch.Tensor, temperature: float, k: int, u: torch
     return score.argsort(dim=-1, stable=True)[..., :k]
 
 
-# ----------------------------------------------------------------------------------------------
-# Cache plumbing for guidance (conditional and unconditional passes keep separate caches)
-# ----------------------------------------------------------------------------------------------
+def halton_order(num_tokens: int) -> torch.Tensor:
+    """Token positions (row-major over a square h x h grid) in the order of the 2-D Halton
+    sequence: point i = 1, 2, ... is (phi_2(i), phi_3(i)) (radical inverses in bases 2 and 3),
+    cell (floor(h phi_2), floor(h phi_3)) = (row, column); a cell is placed at its first visit."""
+    h = math.isqrt(num_tokens)
+    if h * h != num_tokens:
+        raise AutonatError(f"the Halton order needs a square token grid, got {num_tokens} tokens")
 
-def _slice_cache(c, lo: int, hi: int):
-    """Rows lo:hi of every tensor field of a cache dataclass (None fields stay None)."""
-    if c is None:
+    def radical_inverse(i: int, base: int) -> float:
+        f, x = 1.0, 0.0
+        while i > 0:
+            f /= base
+            x += f * (i % base)
+            i //= base
+        return x
+
+    seen, order, i = set(), [], 1
+    while len(order) < num_tokens:
+        cell = int(h * radical_inverse(i, 2)) * h + int(h * radical_inverse(i, 3))
+        if cell not in seen:
+            seen.add(cell)
+            order.append(cell)
+        i += 1
+    return torch.tensor(order)
+
+
+def token_priority(order: str, num_tokens: int) -> torch.Tensor | None:
+    """Per position, how early a fixed order reveals it (higher = earlier); None = by confidence."""
+    if order == "confidence":
         return None
-    return type(c)(**{f.name: None if getattr(c, f.name) is None else getattr(c, f.name)[lo:hi]
-                      for f in dataclasses.fields(c)})
-
-
-def _cat_caches(parts: list):
-    if any(p is None for p in parts):
-        return None
-    out = {}
-    for f in dataclasses.fields(parts[0]):
-        vals = [getattr(p, f.name) for p in parts]
-        out[f.name] = None if any(v is None for v in vals) else torch.cat(vals)
-    return type(parts[0])(**out)
+    if order == "halton":
+        pos = halton_order(num_tokens)
+        return torch.empty(num_tokens).scatter_(0, pos, -torch.arange(num_tokens, dtype=torch.float))
+    raise AutonatError(f"unknown token order {order!r}")
 
 
 def _call(model, ids, labels, query, cache, chunk: int | None):
@@ -150,16 +149,10 @@ def _call(model, ids, labels, query, cache, chunk: int | None):
     logits, caches = [], []
     for lo in range(0, b, chunk):
         hi = min(lo + chunk, b)
-        lg, c = model.decode_step(ids[lo:hi], labels[lo:hi], query[lo:hi], _slice_cache(cache, lo, hi))
+        lg, c = model.decode_step(ids[lo:hi], labels[lo:hi], query[lo:hi], cache_rows(cache, lo, hi))
         logits.append(lg)
         caches.append(c)
-    return torch.cat(logits), _cat_caches(caches)
-
-
-def _same_state(a, b) -> bool:
-    if a is None or b is None:
-        return a is None and b is None
-    return torch.equal(a.encoded, b.encoded)
+    return torch.cat(logits), cache_cat(caches)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -173,62 +166,63 @@ class SampleOutput:
     trace: list[dict] = field(default_factory=list)  # per step: ids, mask, confidence (if asked)
 
 
-def _query_positions(masked: torch.Tensor, m: int) -> torch.Tensor:
-    """Positions of the m masked tokens of each row, ascending."""
-    return masked.to(torch.int8).argsort(dim=1, descending=True, stable=True)[:, :m]
-
-
 @torch.inference_mode()
-def sample(model: NATModel, strategy: Strategy, labels: torch.Tensor, noise: Noise,
-           *, trace: bool = False, init_ids: torch.Tensor | None = None,
-           chunk: int | None = None) -> SampleOutput:
-    """Decode B images' tokens in `strategy.steps` steps (see module docstring).
-
-    labels: [B] class ids (use `model.null_label` for unconditional samples).
-    init_ids: optional starting canvas (default all [MASK]); must hold N [MASK]s per row.
-    chunk: run the model over row chunks of this many sequences (a speed knob; same result)."""
+def sample(model, strategy: Strategy, labels: torch.Tensor, noise: Noise, *, trace: bool = False,
+           chunk: int | None = None, on_step: Callable[[int], None] | None = None) -> SampleOutput:
+    """Decode B images' tokens in `strategy.steps` steps from an all-[MASK] canvas (see the
+    module docstring). labels: [B] class ids (`model.null_label` = unconditional).
+    chunk: run the model over row chunks of this many sequences (a speed knob; same result).
+    on_step: called with t after each step (progress display; it cannot change the result)."""
     device = next(iter(model.parameters())).device if hasattr(model, "parameters") else labels.device
     labels = labels.to(device)
     B, N, K, MASK = labels.shape[0], model.seq_len, model.codebook_size, model.mask_id
-    ids = torch.full((B, N), MASK, dtype=torch.long, device=device) if init_ids is None \
-        else init_ids.to(device).clone()
-    if bool((ids != MASK).any()):
-        raise AutonatError("sampling starts from an all-[MASK] canvas")
+    if strategy.steps > N:
+        raise AutonatError(f"{strategy.steps} steps for {N} tokens: every step decodes at least one "
+                           f"token, so the number of steps must be <= {N}")
+    ids = torch.full((B, N), MASK, dtype=torch.long, device=device)
     counts = strategy.masked_counts(N)
+    priority = token_priority(strategy.order, N)
     null = torch.full_like(labels, model.null_label)
     both_labels = torch.cat([labels, null])
     cache_c = cache_u = None
     steps_trace: list[dict] = []
     for t in range(strategy.steps):
-        m = counts[t]
-        masked = ids == MASK
-        query = _query_positions(masked, m)
+        # 1. logits at the masked positions: conditional, and unconditional when guided
+        query = masked_positions(ids == MASK, counts[t])
         s = strategy.s[t]
-        if s != 0 and _same_state(cache_c, cache_u):
+        uncond = s != 0 or strategy.always_uncond
+        if uncond and caches_aligned(cache_c, cache_u):      # both passes as one batch
             logits, cache = _call(model, torch.cat([ids, ids]), both_labels, torch.cat([query, query]),
-                                  _cat_caches([cache_c, cache_u]), chunk)
-            cache_c, cache_u = _slice_cache(cache, 0, B), _slice_cache(cache, B, 2 * B)
+                                  cache_cat([cache_c, cache_u]), chunk)
+            cache_c, cache_u = cache_rows(cache, 0, B), cache_rows(cache, B, 2 * B)
             lc, lu = logits.float().chunk(2)
         else:
             lc, cache_c = _call(model, ids, labels, query, cache_c, chunk)
             lc, lu = lc.float(), None
-            if s != 0:
+            if uncond:
                 lu, cache_u = _call(model, ids, null, query, cache_u, chunk)
                 lu = lu.float()
         logits = guided_logits(lc, lu, s)
+        # 2-3. sample every masked position, score it
         u_tok = _uniforms(noise, B, t, 0, N).to(device).gather(1, query)
         x = sample_tokens(logits, strategy.tau1[t], u_tok)
         conf = torch.log_softmax(logits, dim=-1).gather(-1, x.unsqueeze(-1)).squeeze(-1)
         ids = ids.scatter(1, query, x)
+        # 4. re-mask the k least confident (or, with a fixed order, the k latest in the order)
         k = counts[t + 1]
         if k > 0:
-            u_g = _uniforms(noise, B, t, 1, N).to(device).gather(1, query)
-            remask = query.gather(1, choose_remask(conf, strategy.tau2[t], k, u_g))
-            ids = ids.scatter(1, remask, MASK)
+            if priority is None:
+                u_g = _uniforms(noise, B, t, 1, N).to(device).gather(1, query)
+                drop = choose_remask(conf, strategy.tau2[t], k, u_g)
+            else:
+                drop = choose_remask(priority.to(device)[query], 0.0, k, u_tok)
+            ids = ids.scatter(1, query.gather(1, drop), MASK)
         if trace:
             full_conf = torch.full((B, N), float("inf"), device=device).scatter(1, query, conf)
             steps_trace.append({"ids": ids.cpu(), "mask": (ids == MASK).cpu(), "confidence": full_conf.cpu(),
                                 "sampled": x.cpu(), "query": query.cpu()})
+        if on_step is not None:
+            on_step(t)
     if bool((ids == MASK).any()) or int(ids.max()) >= K:
         raise AssertionError("decoding left [MASK] tokens: the strategy must end with r = 0")
     return SampleOutput(ids=ids, masked_counts=counts, trace=steps_trace)

@@ -1,28 +1,30 @@
 """`autonat demo`: the Gradio web demo (samples, decoding strip, cost) of a NAT and an ENAT."""
 from __future__ import annotations
 
-import argparse
 
-from ..io import AutonatError
-
-
-def register(sub) -> None:
-    p = sub.add_parser("demo", help="web demo: class -> samples, decoding strip, GFLOPs and latency",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--model", default="fashion-mnist", help="NAT (U-ViT) pipeline: shipped name or directory")
+def register(sub, common) -> None:
+    p = sub.add_parser("demo", parents=[common],
+                       help="web demo: class -> samples, decoding strip, GFLOPs and latency")
+    p.add_argument("--model", default="fashion-mnist", help="NAT (U-ViT) model: shipped name or directory "
+                                                            "(default: %(default)s)")
     p.add_argument("--enat-model", default="fashion-mnist-enat",
-                   help="ENAT pipeline: shipped name or directory (left out if it cannot be loaded)")
-    p.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 = all interfaces)")
-    p.add_argument("--port", type=int, default=7860)
-    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ...")
+                   help="ENAT model: shipped name or directory, left out if it cannot be loaded (default: %(default)s)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 = all interfaces) "
+                                                       "(default: %(default)s)")
+    p.add_argument("--port", type=int, default=7860, help="(default: %(default)s)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ... (default: %(default)s)")
     p.add_argument("--share", action="store_true", help="also create a public gradio.live link")
     p.set_defaults(func=cmd_demo)
 
 
 def cmd_demo(args) -> int:
     import importlib.util
+
+    from ..io import AutonatError
     if importlib.util.find_spec("gradio") is None:      # imported lazily, by autonat.app
         raise AutonatError("the demo needs gradio: pip install 'autonat[demo]'")
+    if not 0 < args.port < 65536:
+        raise AutonatError(f"--port must lie in 1..65535, got {args.port}")
     from ..app import launch
     launch(model=args.model, enat_model=args.enat_model, host=args.host, port=args.port,
            device=args.device, share=args.share)

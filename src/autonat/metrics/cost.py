@@ -44,13 +44,12 @@ def count_flops(fn: Callable[[], object], modules: tuple = ()) -> int:
     return int(counter.get_total_flops())
 
 
-def sampling_flops(model, strategy: Strategy, label: int = 0, wrap: Callable | None = None) -> int:
-    """Forward FLOPs of decoding one image with `strategy` (all T steps, both guidance passes).
-    `wrap(model)` can substitute a variant (e.g. ENAT without reuse)."""
-    m = wrap(model) if wrap else model
+def sampling_flops(model, strategy: Strategy, label: int = 0) -> int:
+    """Forward FLOPs of decoding one image with `strategy` (all T steps, both guidance passes;
+    pass `model.without_reuse()` to count a model that recomputes every step)."""
     device = next(model.parameters()).device
     labels = torch.tensor([label], device=device)
-    return count_flops(lambda: sample(m, strategy, labels, IndexedNoise(0, (0,))), (model,))
+    return count_flops(lambda: sample(model, strategy, labels, IndexedNoise(0, (0,))), (model,))
 
 
 def decode_flops(tokenizer) -> int:

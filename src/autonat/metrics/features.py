@@ -12,8 +12,6 @@ The tokenizer is never trained against this network (it uses pixel + edge losses
 """
 from __future__ import annotations
 
-import math
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,23 +19,28 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..data import load_dataset, to_float
-from ..io import (AutonatError, atomic_save_tensors, atomic_write_json, config_from_dict,
-                  config_to_dict, dir_identity, load_json, load_tensors)
-from ..jobs import JsonlLog, autocast, pick_device, progress, seed_everything
+from ..data import to_float
+from ..config import config_from_dict, config_to_dict, opt, validate
+from ..io import AutonatError, atomic_save_tensors, atomic_write_json, dir_identity, load_json
 
 
 @dataclass(frozen=True)
 class FeatureNetConfig:
-    channels: tuple[int, ...] = (32, 64, 128)
-    feature_dim: int = 256
-    in_channels: int = 1
-    num_classes: int = 10
-    image_size: int = 28
+    channels: tuple[int, ...] = opt((32, 64, 128), "channels of the three stages", min=1, max=4096)
+    feature_dim: int = opt(256, "feature dimension", min=2, max=65536)
+    in_channels: int = opt(1, "image channels", choices=(1, 3))
+    num_classes: int = opt(10, "classes", min=1, max=1 << 20)
+    image_size: int = opt(28, "input side", min=4, max=4096)
     # Features are multiplied by this constant, fixed after training so that the mean per-dimension
     # variance over the training set is 1 (FID values then have a readable scale; it does not change
     # any ranking). 1.0 = unscaled.
-    feature_scale: float = 1.0
+    feature_scale: float = opt(1.0, "feature multiplier (unit variance on the training set)", min=0.0)
+    # The name of the distance in this feature space: `fmnist` for the shipped Fashion-MNIST
+    # network (fid_fmnist); a network trained on other data gets its own name (fid_<metric>).
+    metric: str = opt("fmnist", "metric name (results say fid_<metric>)")
+
+    def __post_init__(self):
+        validate(self)
 
 
 class _Basic(nn.Module):
@@ -118,15 +121,16 @@ class FeatureNet(nn.Module):
     @classmethod
     def from_pretrained(cls, name_or_path: str | Path = "fashion-mnist", device="cpu") -> "FeatureNet":
         from ..assets import resolve
+        from ..weights import build_and_load
         path = resolve("featnet", name_or_path)
-        d = dict(load_json(path / "config.json"))
-        if d.pop("kind", None) != "featnet":
-            raise AutonatError(f"{path} is not a feature-network directory")
-        d.pop("metrics", None)
-        net = cls(config_from_dict(FeatureNetConfig, d))
-        net.load_state_dict({k: v.float() if v.is_floating_point() else v
-                             for k, v in load_tensors(path / "model.safetensors").items()})
+        d = load_json(path / "config.json")
+        if not isinstance(d, dict) or d.get("kind") != "featnet":
+            raise AutonatError(f"{path} is not a feature-network directory (config.json kind)")
+        d = {k: v for k, v in d.items() if k not in ("kind", "metrics")}
+        net = build_and_load(cls, config_from_dict(FeatureNetConfig, d, what=f"{path}/config.json"),
+                             path / "model.safetensors", what=str(path))
         net.identity = dir_identity(path)
+        net.metric_name = net.config.metric
         return net.to(device).eval()
 
 
@@ -142,96 +146,3 @@ def with_unit_feature_variance(net: FeatureNet, images: torch.Tensor) -> Feature
     out = FeatureNet(replace(net.config, feature_scale=round(scale, 6)))
     out.load_state_dict(net.state_dict())
     return out.eval()
-
-
-# ----------------------------------------------------------------------------------------------
-# Training (`autonat featnet train`)
-# ----------------------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class FeatureNetTrainConfig:
-    data: str = "fashion-mnist"
-    epochs: int = 12
-    batch_size: int = 128
-    lr: float = 0.1
-    weight_decay: float = 5e-4
-    seed: int = 0
-    bf16: bool = True
-    device: str = "auto"
-
-
-def _augment(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
-    """Random 2-pixel-padded crop + horizontal flip (per image, from generator g)."""
-    b, _, h, w = x.shape
-    xp = F.pad(x, (2, 2, 2, 2))
-    dx = torch.randint(0, 5, (b,), generator=g)
-    dy = torch.randint(0, 5, (b,), generator=g)
-    rows = (dy.view(b, 1) + torch.arange(h).view(1, h))
-    cols = (dx.view(b, 1) + torch.arange(w).view(1, w))
-    out = xp[torch.arange(b).view(b, 1, 1), :, rows.view(b, h, 1), cols.view(b, 1, w)].permute(0, 3, 1, 2)
-    flip = torch.rand(b, generator=g) < 0.5
-    return torch.where(flip.view(b, 1, 1, 1), out.flip(-1), out)
-
-
-@torch.no_grad()
-def accuracy(net: FeatureNet, images: torch.Tensor, labels: torch.Tensor, bf16: bool = False) -> float:
-    net.eval()
-    device = next(net.parameters()).device
-    correct = 0
-    for s in range(0, len(images), 1000):
-        with autocast(device, bf16):
-            pred = net(to_float(images[s:s + 1000]).to(device)).argmax(-1).cpu()
-        correct += int((pred == labels[s:s + 1000]).sum())
-    return correct / len(images)
-
-
-def train_featnet(cfg: FeatureNetTrainConfig, out: str | Path, show_progress: bool = True) -> dict:
-    """Train the feature network (SGD + Nesterov, cosine LR, crop/flip augmentation); saves it
-    to `out` and returns {test_accuracy, seconds, ...}."""
-    out = Path(out)
-    device = pick_device(cfg.device)
-    train = load_dataset(cfg.data, "train")
-    test = load_dataset(cfg.data, "test")
-    seed_everything(cfg.seed)
-    net = FeatureNet(FeatureNetConfig(in_channels=train.image_shape[0], image_size=train.image_shape[1],
-                                      num_classes=train.num_classes)).to(device).to(memory_format=torch.channels_last)
-    opt = torch.optim.SGD(net.parameters(), lr=cfg.lr, momentum=0.9, nesterov=True, weight_decay=cfg.weight_decay)
-    steps_per_epoch = len(train) // cfg.batch_size
-    total = cfg.epochs * steps_per_epoch
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=total, pct_start=0.15)
-    log = JsonlLog(out / "log.jsonl")
-    g = torch.Generator().manual_seed(cfg.seed)
-    t0 = time.time()
-    bar = progress(total=total, desc="featnet", disable=not show_progress)
-    step = 0
-    for epoch in range(cfg.epochs):
-        net.train()
-        perm = torch.randperm(len(train), generator=g)
-        for k in range(steps_per_epoch):
-            idx = perm[k * cfg.batch_size:(k + 1) * cfg.batch_size]
-            x = _augment(to_float(train.images[idx]), g).to(device).contiguous(memory_format=torch.channels_last)
-            y = train.labels[idx].to(device)
-            with autocast(device, cfg.bf16):
-                loss = F.cross_entropy(net(x).float(), y, label_smoothing=0.1)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            step += 1
-            bar.update(1)
-            if step % 100 == 0:
-                bar.set_postfix(loss=f"{float(loss.detach()):.3f}")
-                log.write({"step": step, "loss": float(loss.detach()), "lr": sched.get_last_lr()[0]})
-        acc = accuracy(net, test.images, test.labels, cfg.bf16)
-        log.write({"step": step, "epoch": epoch + 1, "test_accuracy": acc})
-    bar.close()
-    net = net.to(memory_format=torch.contiguous_format).cpu().eval()
-    net = with_unit_feature_variance(net, train.images)
-    metrics = {"test_accuracy": accuracy(net, test.images, test.labels), "epochs": cfg.epochs,
-               "train_seconds": round(time.time() - t0, 1), "feature_dim": net.config.feature_dim,
-               "parameters": sum(p.numel() for p in net.parameters()),
-               "train_config": config_to_dict(cfg)}
-    net.save_pretrained(out, metrics)
-    if not math.isfinite(metrics["test_accuracy"]):
-        raise AutonatError("feature network training diverged")
-    return metrics

@@ -24,28 +24,30 @@ from dataclasses import dataclass, replace
 import torch
 import torch.nn as nn
 
+from ..config import opt, validate
 from ..io import AutonatError
+from ..masking import sample_training_mask
+from .contract import LossOutput, bf16_copy, mask_inputs, masked_positions, masked_token_loss
 from .layers import Mlp, TiedHead, gather_positions, init_weights, sdpa
 
 
 @dataclass(frozen=True)
 class ENATConfig:
     """ENAT architecture (saved in the model's config.json)."""
-    codebook_size: int = 1024
-    seq_len: int = 49
-    num_classes: int = 10
-    dim: int = 256
-    encoder_depth: int = 8          # E: blocks over visible tokens
-    decoder_depth: int = 1          # D: SC-Attention blocks over [MASK] tokens
-    heads: int = 4
-    mlp_ratio: float = 4.0
-    dropout: float = 0.1
-    qkv_bias: bool = False
-    class_table: bool = False       # modulations stored per label (a folded model, see module doc)
+    codebook_size: int = opt(1024, "K; the [MASK] id is K", min=2, max=1 << 20)
+    seq_len: int = opt(49, "N = h * w image tokens", min=1, max=1 << 16)
+    num_classes: int = opt(10, "C; the null (unconditional) class id is C", min=1, max=1 << 20)
+    dim: int = opt(256, "width", min=8, max=16384)
+    encoder_depth: int = opt(8, "E: blocks over visible tokens", min=1, max=1024)
+    decoder_depth: int = opt(1, "D: SC-Attention blocks over [MASK] tokens", min=1, max=1024)
+    heads: int = opt(4, "attention heads", min=1, max=1024)
+    mlp_ratio: float = opt(4.0, "MLP hidden = mlp_ratio * dim", min=0.25, max=64)
+    dropout: float = opt(0.1, "dropout on the embeddings", min=0.0, max=1.0)
+    qkv_bias: bool = opt(False, "bias in the qkv projections")
+    class_table: bool = opt(False, "modulations stored per label (a folded model, see module doc)")
 
     def __post_init__(self):
-        if self.encoder_depth < 1 or self.decoder_depth < 1:
-            raise AutonatError("ENAT needs encoder_depth >= 1 and decoder_depth >= 1")
+        validate(self)
         if self.dim % self.heads:
             raise AutonatError(f"dim {self.dim} must be divisible by heads {self.heads}")
 
@@ -62,6 +64,19 @@ class ENATCache:
     labels: torch.Tensor | None = None      # [B] labels the modulations belong to
     mod: torch.Tensor | None = None         # [B, E + D, 8d] every block's adaLN parameters
     out_mod: torch.Tensor | None = None     # [B, 2d] the output layer's shift/scale
+
+    _FIELDS = ("features", "encoded", "labels", "mod", "out_mod")
+
+    def rows(self, lo: int, hi: int) -> "ENATCache":
+        return ENATCache(*(None if getattr(self, f) is None else getattr(self, f)[lo:hi] for f in self._FIELDS))
+
+    @classmethod
+    def cat(cls, parts: list["ENATCache"]) -> "ENATCache":
+        vals = [[getattr(p, f) for p in parts] for f in cls._FIELDS]
+        return cls(*(None if any(v is None for v in vs) else torch.cat(vs) for vs in vals))
+
+    def same_state(self, other: "ENATCache") -> bool:
+        return torch.equal(self.encoded, other.encoded)
 
 
 def _modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
@@ -103,10 +118,12 @@ class SCBlock(nn.Module):
 class ENAT(nn.Module):
     """Disentangled NAT with feature reuse. See module docstring."""
     arch = "enat"
+    trains_all_parameters = False   # the reuse projection is only used on reuse-path steps
 
     def __init__(self, config: ENATConfig):
         super().__init__()
         self.config = c = config
+        self.reuse = True               # False: recompute every step (see without_reuse)
         ada = not c.class_table
         self.token_emb = nn.Embedding(c.codebook_size + 1, c.dim)
         # (registration order = init order: kept as before folding existed, so seeds reproduce)
@@ -181,24 +198,42 @@ class ENAT(nn.Module):
 
     @staticmethod
     def _positions(mask: torch.Tensor) -> torch.Tensor:
-        """Positions of the True entries of `mask` [B, N] (equal count per row), ascending."""
+        """Positions of the True entries of `mask` [B, N], which must be equally many per row."""
         n = int(mask[0].sum())
         if mask.shape[0] > 1 and not bool((mask.sum(1) == n).all()):
             raise AutonatError("ENAT needs the same number of visible tokens in every row of a batch")
-        return mask.to(torch.int8).argsort(dim=1, descending=True, stable=True)[:, :n]
+        return masked_positions(mask, n)
+
+    def _mods(self, labels: torch.Tensor, cache: ENATCache | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The adaLN modulations for `labels`: from the cache when it holds them for the same
+        labels and no gradient is needed, else computed."""
+        if (cache is not None and cache.mod is not None and not torch.is_grad_enabled()
+                and torch.equal(cache.labels, labels)):
+            return cache.mod, cache.out_mod
+        return self.modulations(labels)
 
     # -- the step (sampling) and forward (training) ----------------------------------------
     def step(self, ids: torch.Tensor, labels: torch.Tensor, query: torch.Tensor,
              cache: ENATCache | None) -> tuple[torch.Tensor, ENATCache]:
         """One decoding step: encode visible tokens not yet in `cache` (all of them if None),
         then decode the [MASK] positions `query`. Returns (logits [B, M, K], new cache)."""
-        b, n = ids.shape
         E = self.config.encoder_depth
-        if (cache is not None and cache.mod is not None and not torch.is_grad_enabled()
-                and torch.equal(cache.labels, labels)):
-            mod, out_mod = cache.mod, cache.out_mod
-        else:
-            mod, out_mod = self.modulations(labels)
+        mod, out_mod = self._mods(labels, cache)
+        cache = self.extend_cache(ids, labels, cache, mod)
+        visible = cache.encoded
+        vis = gather_positions(cache.features, self._positions(visible)) if bool(visible.any()) \
+            else cache.features[:, :0]
+        logits = self.decode(query, mod[:, E:], out_mod, vis)
+        return logits, ENATCache(cache.features, visible, labels, mod, out_mod)
+
+    def extend_cache(self, ids: torch.Tensor, labels: torch.Tensor, cache: ENATCache | None,
+                     mod: torch.Tensor | None = None) -> ENATCache:
+        """The cache after encoding the visible tokens of `ids` that `cache` does not hold yet
+        (every visible token when `cache` is None): only those are run through the encoder,
+        with the cached features as their context (computation reuse)."""
+        b, n = ids.shape
+        if mod is None:
+            mod = self._mods(labels, cache)[0]
         visible = ids != self.mask_id
         if cache is None:
             features = torch.zeros(b, n, self.config.dim, device=ids.device, dtype=self.pos_emb.dtype)
@@ -212,16 +247,10 @@ class ENAT(nn.Module):
         if bool(new.any()):
             new_pos = self._positions(new)
             old = gather_positions(features, self._positions(encoded)) if bool(encoded.any()) else None
-            feats = self.encode(ids.gather(1, new_pos), new_pos, mod[:, :E], old)
+            feats = self.encode(ids.gather(1, new_pos), new_pos, mod[:, :self.config.encoder_depth], old)
             features = features.scatter(1, new_pos.unsqueeze(-1).expand(-1, -1, feats.shape[-1]),
                                         feats.to(features.dtype))
-        vis = gather_positions(features, self._positions(visible)) if bool(visible.any()) \
-            else features[:, :0]
-        return self.decode(query, mod[:, E:], out_mod, vis), ENATCache(features, visible, labels, mod, out_mod)
-
-    def decode_step(self, ids, labels, query, cache=None):
-        """Sampler protocol (see autonat.sampling)."""
-        return self.step(ids, labels, query, cache)
+        return ENATCache(features, visible)
 
     def forward(self, ids: torch.Tensor, labels: torch.Tensor, query: torch.Tensor | None = None,
                 select: torch.Tensor | None = None, cache: ENATCache | None = None) -> torch.Tensor:
@@ -234,6 +263,62 @@ class ENAT(nn.Module):
             sel = select.gather(1, query)
             return logits[sel]
         return logits
+
+    # -- the model contract (autonat.models.contract) ---------------------------------------
+    def decode_step(self, ids, labels, query, cache=None):
+        """One step with feature reuse; a model from `without_reuse()` recomputes from scratch."""
+        if not self.reuse:
+            return self.step(ids, labels, query, None)[0], None
+        return self.step(ids, labels, query, cache)
+
+    def training_mask(self, dist, batch: int, generator: torch.Generator, rounding: str = "ceil"
+                      ) -> torch.Tensor:
+        """One ratio for the whole batch: the reuse path needs equal counts per row."""
+        return sample_training_mask(dist, batch, self.seq_len, generator, rounding, per_batch=True)[0]
+
+    def training_loss(self, ids: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor,
+                      generator: torch.Generator, *, forward=None, teacher: "ENAT | None" = None,
+                      label_smoothing: float = 0.1, reuse_prob: float = 0.5,
+                      rows: tuple[int, int, int] | None = None) -> LossOutput:
+        """ENAT objective. `mask` has the same count per row (`training_mask`). With probability
+        `reuse_prob` (one coin per global batch) a previous step is simulated: a random number of
+        the visible tokens count as "decoded at this step"; the features of the others ("visible
+        at the previous step") are computed by `teacher` (the EMA model) without gradients, and
+        the model is trained through the reuse path, encoding only the newly decoded tokens.
+        `rows` = (start, stop, global batch): this rank's slice of the global batch whose noise
+        `generator` draws (results do not depend on the number of processes)."""
+        b, n = ids.shape
+        lo, hi, total = rows if rows is not None else (0, b, b)
+        mask = mask.to(ids.device)
+        query = self._positions(mask)
+        coin = float(torch.rand(1, generator=generator))
+        frac = float(torch.rand(1, generator=generator))
+        noise = torch.rand(total, n, generator=generator)[lo:hi].to(ids.device)
+        cache = None
+        visible = ~mask
+        n_vis = n - query.shape[1]
+        if coin < reuse_prob and n_vis > 0:
+            newly = max(1, round(frac * n_vis))                 # tokens "decoded at this step"
+            score = torch.where(visible, noise, torch.full_like(noise, 2.0))
+            rank = score.argsort(dim=1).argsort(dim=1)
+            prev_visible = visible & ~(rank < newly)           # a random `newly` of them are new
+            with torch.no_grad():
+                teacher = teacher if teacher is not None else self
+                prev = mask_inputs(ids, ~prev_visible, self.mask_id)
+                cache = teacher.extend_cache(prev, labels, None)
+                cache = ENATCache(cache.features.float(), cache.encoded)
+        logits = (forward or self)(mask_inputs(ids, mask, self.mask_id), labels, query=query, cache=cache)
+        return masked_token_loss(logits.flatten(0, 1), ids.gather(1, query).flatten(), label_smoothing)
+
+    def without_reuse(self) -> "ENAT":
+        """The same weights, recomputing every step from scratch ('disentangled, no reuse')."""
+        import copy
+        twin = copy.copy(self)   # shallow: parameters and submodules are shared
+        twin.reuse = False
+        return twin
+
+    def for_inference(self, bf16: bool) -> "ENAT":
+        return bf16_copy(self) if bf16 else self
 
 
 @torch.no_grad()
@@ -253,21 +338,3 @@ def fold_class_conditioning(model: ENAT) -> ENAT:
     mod, out_mod = model.modulations(labels)
     folded.mod_table.copy_(torch.cat([mod.flatten(1), out_mod], 1).float())
     return folded.to(model.pos_emb.device).train(model.training)
-
-
-class WithoutReuse:
-    """An ENAT that recomputes every step from scratch (the 'disentangled, no reuse' variant):
-    the sampler's cache is dropped at every step."""
-
-    def __init__(self, model):
-        self.model = model
-
-    def __getattr__(self, name):
-        return getattr(self.model, name)
-
-    def parameters(self):
-        return self.model.parameters()
-
-    def decode_step(self, ids, labels, query, cache=None):
-        logits, _ = self.model.decode_step(ids, labels, query, None)
-        return logits, None

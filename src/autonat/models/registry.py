@@ -12,15 +12,16 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from ..io import (AtomicDir, AutonatError, atomic_save_tensors, atomic_write_json, config_from_dict,
-                  config_to_dict, dir_identity, load_json, load_tensors)
-from .enat import ENAT, ENATConfig, WithoutReuse
+from ..config import config_from_dict, config_to_dict
+from ..io import (AtomicDir, AutonatError, atomic_save_tensors, atomic_write_json, dir_identity, load_json,
+                  load_tensors)
+from .enat import ENAT, ENATConfig
 from .uvit import UViT, UViTConfig
 
 ARCHS: dict[str, tuple[type[nn.Module], type]] = {"uvit": (UViT, UViTConfig), "enat": (ENAT, ENATConfig)}
 
-# Sizes. `tiny` is for tests; `small` is the shipped Fashion-MNIST model (trains in < 1 h on 2 CPU
-# cores); `S` / `L` are the papers' ImageNet sizes for users with GPUs.
+# Named sizes. `tiny` is for tests; `small` is the shipped Fashion-MNIST model (trains in < 1 h on
+# 2 CPU cores); `S` / `B` / `L` are the papers' ImageNet sizes for users with GPUs.
 SIZES: dict[str, dict[str, dict[str, Any]]] = {
     "uvit": {
         "tiny": dict(dim=64, depth=3, heads=2),
@@ -39,63 +40,98 @@ SIZES: dict[str, dict[str, dict[str, Any]]] = {
 }
 
 
-def model_config(arch: str, size: str, **data_dims: Any):
-    """Config for a named size, with the data-dependent dims (codebook_size, seq_len, num_classes)."""
+def parse_model_name(name: str) -> tuple[str, str]:
+    """`small` / `uvit-small` -> (uvit, small); `enat-small` / `enat:small` -> (enat, small).
+    Unknown names are an error listing the known ones."""
+    arch, size = "uvit", str(name)
+    for sep in (":", "-"):
+        head, _, tail = str(name).partition(sep)
+        if tail and head in ARCHS:
+            arch, size = head, tail
+            break
+    if size not in SIZES[arch]:
+        known = [s for s in SIZES["uvit"]] + [f"enat-{s}" for s in SIZES["enat"]]
+        raise AutonatError(f"unknown model {name!r}; known: {', '.join(known)}")
+    return arch, size
+
+
+def canonical_model_name(name: str) -> str:
+    """The one spelling of a model name stored in configs: `uvit-small`, `enat-small`, ..."""
+    arch, size = parse_model_name(name)
+    return f"{arch}-{size}"
+
+
+def model_config(name: str, **overrides: Any):
+    """Config of a named model, with the data-dependent dims (codebook_size, seq_len, num_classes)
+    and any other field given as overrides."""
+    arch, size = parse_model_name(name)
+    return ARCHS[arch][1](**{**SIZES[arch][size], **overrides})
+
+
+def build_model(name: str, **overrides: Any) -> nn.Module:
+    """A freshly initialised model of a named size (see `model_config`)."""
+    cfg = model_config(name, **overrides)
+    return ARCHS[parse_model_name(name)[0]][0](cfg)
+
+
+def build_from_config(arch: str, config) -> nn.Module:
     if arch not in ARCHS:
         raise AutonatError(f"unknown architecture {arch!r}; known: {sorted(ARCHS)}")
-    if size not in SIZES[arch]:
-        raise AutonatError(f"unknown {arch} size {size!r}; known: {sorted(SIZES[arch])}")
-    return ARCHS[arch][1](**{**SIZES[arch][size], **data_dims})
-
-
-def build_model(arch: str, config) -> nn.Module:
     return ARCHS[arch][0](config)
-
-
-def parse_model_name(name: str) -> tuple[str, str]:
-    """`small` -> (uvit, small); `enat-small` / `enat:small` -> (enat, small)."""
-    for sep in (":", "-"):
-        arch, _, size = name.partition(sep)
-        if size and arch in ARCHS:
-            return arch, size
-    return "uvit", name
 
 
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def save_model(model: nn.Module, path: str | Path, *, tokenizer: dict | None = None,
-               training: dict | None = None, state: dict[str, torch.Tensor] | None = None,
-               fp16: bool = False) -> None:
-    """Save `model` (or the tensors `state`, e.g. EMA weights) as a model directory."""
+def write_model_files(model: nn.Module, path: Path, *, tokenizer: dict | None = None,
+                      training: dict | None = None, state: dict[str, torch.Tensor] | None = None,
+                      fp16: bool = False) -> None:
+    """config.json + model.safetensors of `model` (or of the tensors `state`, e.g. EMA weights)
+    into the existing directory `path` (weights first, each file atomically)."""
     state = model.state_dict() if state is None else state
     if fp16:
         state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
     cfg = {"kind": "nat", "arch": model.arch, "model": config_to_dict(model.config),
            "tokenizer": tokenizer or {}, "training": training or {},
            "parameters": count_parameters(model), "storage": "fp16" if fp16 else "fp32"}
+    atomic_save_tensors(path / "model.safetensors", state)
+    atomic_write_json(path / "config.json", cfg)
+
+
+def save_model(model: nn.Module, path: str | Path, **kwargs) -> None:
+    """A model directory at `path`, created atomically (see `write_model_files` for kwargs)."""
     with AtomicDir(path) as tmp:
-        atomic_write_json(tmp / "config.json", cfg)
-        atomic_save_tensors(tmp / "model.safetensors", state)
+        write_model_files(model, tmp, **kwargs)
+
+
+CONFIG_KEYS = {"kind", "arch", "model", "tokenizer", "training", "parameters", "storage"}
 
 
 def load_model(name_or_path: str | Path, device: str | torch.device = "cpu") -> nn.Module:
     """Load a model directory (or shipped name) in eval mode; `.meta` holds its config.json and
-    `.identity` a hash of config + weights."""
+    `.identity` a hash of config + weights. Config and weights are checked before use
+    (`autonat.weights`)."""
     from ..assets import resolve
+    from ..weights import build_and_load
     path = resolve("model", name_or_path)
     meta = load_json(path / "config.json")
-    if meta.get("kind") != "nat" or meta.get("arch") not in ARCHS:
-        raise AutonatError(f"{path} is not a NAT model directory (config.json kind/arch)")
+    where = f"{path}/config.json"
+    if not isinstance(meta, dict):
+        raise AutonatError(f"{where}: expected a JSON object, got {type(meta).__name__}")
+    if meta.get("kind") != "nat":
+        raise AutonatError(f"{path} is not a NAT model directory ({where} has kind {meta.get('kind')!r}, "
+                           f"expected 'nat')")
+    if meta.get("arch") not in ARCHS:
+        raise AutonatError(f"{where}: unknown architecture {meta.get('arch')!r}; known: {sorted(ARCHS)}")
+    unknown = sorted(set(meta) - CONFIG_KEYS)
+    if unknown:
+        raise AutonatError(f"{where}: unknown top-level key(s) {unknown}; known: {sorted(CONFIG_KEYS)}")
+    if not isinstance(meta.get("model"), dict):
+        raise AutonatError(f"{where}: lacks its 'model' section (the architecture's fields)")
     cls, cfg_cls = ARCHS[meta["arch"]]
-    model = cls(config_from_dict(cfg_cls, meta["model"], what=f"{path}/config.json"))
-    state = {k: v.float() if v.is_floating_point() else v
-             for k, v in load_tensors(path / "model.safetensors").items()}
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    if missing or unexpected:
-        raise AutonatError(f"{path}: weights do not match config (missing {missing[:3]}, "
-                           f"unexpected {unexpected[:3]})")
+    cfg = config_from_dict(cfg_cls, meta["model"], what=f"{where} 'model'")
+    model = build_and_load(cls, cfg, path / "model.safetensors", what=str(path))
     model.meta = meta
     model.identity = dir_identity(path)
     model.source = str(name_or_path)
@@ -106,23 +142,3 @@ def inference_chunk(device: torch.device | str) -> int | None:
     """Rows per model call when sampling: 32 sequences on CPU (activations stay in cache; measured
     ~1.7x faster than batches of 250 here), no chunking on GPUs."""
     return 32 if torch.device(device).type == "cpu" else None
-
-
-def for_inference(model: nn.Module, bf16: bool) -> nn.Module:
-    """The model to sample with: itself (fp32), or an eval-mode bf16 copy. A whole-bf16 model beats
-    autocast for inference on CPU: autocast keeps LayerNorm and residuals in fp32 and pays a cast
-    (memory-bound, slow here) at every matmul. The copy keeps `meta`, `identity` and `source`."""
-    if not bf16:
-        return model
-    if isinstance(model, WithoutReuse):
-        return WithoutReuse(for_inference(model.model, bf16))
-    cached = getattr(model, "_bf16_copy", None)
-    if cached is not None:
-        return cached
-    import copy
-    twin = copy.deepcopy(model).to(torch.bfloat16).eval().requires_grad_(False)
-    for attr in ("meta", "identity", "source"):
-        if hasattr(model, attr):
-            setattr(twin, attr, getattr(model, attr))
-    object.__setattr__(model, "_bf16_copy", twin)
-    return twin

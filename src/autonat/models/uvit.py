@@ -14,25 +14,29 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
+from ..config import opt, validate
 from ..io import AutonatError
+from ..masking import sample_training_mask
+from .contract import LossOutput, bf16_copy, mask_inputs, masked_token_loss
 from .layers import Block, TiedHead, gather_positions, init_weights
 
 
 @dataclass(frozen=True)
 class UViTConfig:
     """U-ViT NAT architecture (saved in the model's config.json)."""
-    codebook_size: int = 1024       # K; [MASK] id = K
-    seq_len: int = 49               # N = h * w image tokens
-    num_classes: int = 10           # C; null (unconditional) class id = C
-    dim: int = 256
-    depth: int = 9                  # odd: in-blocks + mid-block + out-blocks
-    heads: int = 4
-    mlp_ratio: float = 4.0
-    dropout: float = 0.1            # on the input embeddings, as released
-    qkv_bias: bool = False
+    codebook_size: int = opt(1024, "K; the [MASK] id is K", min=2, max=1 << 20)
+    seq_len: int = opt(49, "N = h * w image tokens", min=1, max=1 << 16)
+    num_classes: int = opt(10, "C; the null (unconditional) class id is C", min=1, max=1 << 20)
+    dim: int = opt(256, "width", min=8, max=16384)
+    depth: int = opt(9, "blocks; odd: in-blocks + mid-block + out-blocks", min=1, max=1024)
+    heads: int = opt(4, "attention heads", min=1, max=1024)
+    mlp_ratio: float = opt(4.0, "MLP hidden = mlp_ratio * dim", min=0.25, max=64)
+    dropout: float = opt(0.1, "dropout on the input embeddings, as released", min=0.0, max=1.0)
+    qkv_bias: bool = opt(False, "bias in the qkv projection")
 
     def __post_init__(self):
-        if self.depth < 1 or self.depth % 2 == 0:
+        validate(self)
+        if self.depth % 2 == 0:
             raise AutonatError(f"U-ViT depth must be odd (in + mid + out blocks), got {self.depth}")
         if self.dim % self.heads:
             raise AutonatError(f"dim {self.dim} must be divisible by heads {self.heads}")
@@ -41,6 +45,7 @@ class UViTConfig:
 class UViT(nn.Module):
     """U-ViT masked-token predictor. `forward(ids, labels, query)` -> logits over the codebook."""
     arch = "uvit"
+    trains_all_parameters = True    # every parameter gets a gradient at every training step
 
     def __init__(self, config: UViTConfig):
         super().__init__()
@@ -103,6 +108,30 @@ class UViT(nn.Module):
             h = h[select]
         return self.head(h, self.token_emb.weight)
 
+    # -- the model contract (autonat.models.contract) ---------------------------------------
     def decode_step(self, ids: torch.Tensor, labels: torch.Tensor, query: torch.Tensor, cache=None):
-        """Sampler protocol: (ids, labels, query, cache) -> (logits [B, M, K], cache). Stateless."""
+        """(ids, labels, query, cache) -> (logits [B, M, K], None): every step is computed from
+        scratch, so there is no cache."""
         return self(ids, labels, query), None
+
+    def training_mask(self, dist, batch: int, generator: torch.Generator, rounding: str = "ceil"
+                      ) -> torch.Tensor:
+        """One ratio r ~ p(r) per example, exactly round(r N) masked positions each."""
+        return sample_training_mask(dist, batch, self.seq_len, generator, rounding)[0]
+
+    def training_loss(self, ids: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor,
+                      generator: torch.Generator | None = None, *, forward=None, teacher=None,
+                      label_smoothing: float = 0.1, reuse_prob: float = 0.0,
+                      rows: tuple[int, int, int] | None = None) -> LossOutput:
+        """Replace the `mask` [B, N] positions by [MASK]; CE on those positions only (the head
+        runs on masked rows only). No randomness and no reuse path of its own: `generator`,
+        `teacher`, `reuse_prob` and `rows` are part of the contract for models that use them."""
+        mask = mask.to(ids.device)
+        logits = (forward or self)(mask_inputs(ids, mask, self.mask_id), labels, select=mask)
+        return masked_token_loss(logits, ids[mask], label_smoothing)
+
+    def without_reuse(self) -> "UViT":
+        return self
+
+    def for_inference(self, bf16: bool) -> "UViT":
+        return bf16_copy(self) if bf16 else self

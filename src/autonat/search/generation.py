@@ -20,6 +20,7 @@ from typing import Callable
 
 import torch
 
+from ..config import opt, validate
 from ..io import AutonatError
 from ..strategy import Strategy
 
@@ -28,31 +29,42 @@ KNOBS = ("r", "tau1", "tau2", "s")
 
 @dataclass(frozen=True)
 class GenSearchConfig:
-    method: str = "fd"                  # fd | spsa
-    max_updates: int = 100
-    max_evals: int = 10**9              # budget in objective evaluations (whichever comes first)
-    eps_ratio: float = 1e-2             # finite-difference / perturbation size for r
-    eps_other: float = 0.1              # ... for tau1, tau2, s
-    lr_ratio: float = 1e-3
-    lr_other: float = 0.1
-    momentum: float = 0.5
-    spsa_k: int = 1                     # perturbations averaged per SPSA update
+    """The generation-strategy optimiser (defaults of `fd` are the released hyper-parameters)."""
+    method: str = opt("fd", "gradient estimate: fd = the paper's per-coordinate finite differences "
+                            "(4T-1 evaluations per update), spsa = simultaneous perturbation (2k)",
+                      choices=("fd", "spsa"))
+    max_updates: int = opt(100, "optimiser updates", min=1)
+    max_evals: int = opt(10**9, "budget in FID evaluations per generation search", min=1)
+    eps_ratio: float = opt(1e-2, "finite-difference / perturbation size for r", min=1e-6, max=0.5)
+    eps_other: float = opt(0.1, "... for tau1, tau2, s", min=1e-6, max=10.0)
+    lr_ratio: float = opt(1e-3, "learning rate for r", min=0.0)
+    lr_other: float = opt(0.1, "learning rate for tau1, tau2, s", min=0.0)
+    momentum: float = opt(0.5, "SGD momentum", min=0.0, max=0.999)
+    spsa_k: int = opt(1, "SPSA perturbations averaged per update", min=1, max=1000)
     # Trust region: each update moves a coordinate by at most this much (0 = no clipping, as
     # released). FID differences are heavy-tailed (a bad perturbation can cost 10x the FID), so an
     # unclipped SPSA step, which moves every coordinate at once, can jump far out; clipping keeps
-    # each update local.
-    max_step_ratio: float = 0.0
-    max_step_other: float = 0.0
-    r_max: float = 0.99
-    knobs: tuple[str, ...] = KNOBS      # which schedules are optimised (others stay fixed)
-    seed: int = 0                       # SPSA perturbation draws
+    # each update local. None = automatic: 0.02 / 0.1 for spsa, no clipping for fd.
+    max_step_ratio: float | None = opt(None, "cap on an update's change of each r "
+                                             "(auto: 0.02 for spsa, none for fd; 0 = none)", min=0.0)
+    max_step_other: float | None = opt(None, "cap on an update's change of each tau1/tau2/s "
+                                             "(auto: 0.1 for spsa, none for fd; 0 = none)", min=0.0)
+    r_max: float = opt(0.99, "upper bound of every r (as released)", min=0.0, max=1.0)
+    knobs: tuple[str, ...] = opt(KNOBS, "schedules to optimise (the others stay fixed)")
 
     def __post_init__(self):
-        if self.method not in ("fd", "spsa"):
-            raise AutonatError(f"search method must be fd or spsa, got {self.method!r}")
+        validate(self)
         bad = set(self.knobs) - set(KNOBS)
         if bad or not self.knobs:
-            raise AutonatError(f"knobs must be a non-empty subset of {KNOBS}, got {self.knobs}")
+            raise AutonatError(f"knobs (--knobs) must be a non-empty subset of {','.join(KNOBS)}, "
+                               f"got {','.join(self.knobs)}")
+
+    @property
+    def step_caps(self) -> tuple[float, float]:
+        """(cap for r, cap for the others) of one update; 0 = none."""
+        auto = (0.02, 0.1) if self.method == "spsa" else (0.0, 0.0)
+        return (auto[0] if self.max_step_ratio is None else self.max_step_ratio,
+                auto[1] if self.max_step_other is None else self.max_step_other)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -144,7 +156,7 @@ class _Budget(Exception):
 
 
 def optimize_generation(objective: Callable[[Strategy], float], init: Strategy, cfg: GenSearchConfig,
-                        on_eval: Callable[[dict], None] | None = None,
+                        seed: int = 0, on_eval: Callable[[dict], None] | None = None,
                         on_update: Callable[[int, Strategy, float], None] | None = None) -> SearchResult:
     """Momentum SGD on FD or SPSA gradient estimates of `objective` (see module docstring)."""
     T = init.steps
@@ -155,7 +167,7 @@ def optimize_generation(objective: Callable[[Strategy], float], init: Strategy, 
     active = _active(T, cfg.knobs)
     x = project(to_vector(init), T, cfg.r_max)
     res = SearchResult(best=from_vector(x, init), best_value=float("inf"))
-    gen = torch.Generator().manual_seed(cfg.seed)
+    gen = torch.Generator().manual_seed(seed)     # SPSA perturbation draws
 
     def F(v: torch.Tensor, phase: str) -> float:
         if res.evaluations >= cfg.max_evals:
@@ -202,8 +214,9 @@ def optimize_generation(objective: Callable[[Strategy], float], init: Strategy, 
                 g /= cfg.spsa_k
             velocity = cfg.momentum * velocity + g * active
             step = lr * velocity
-            if cfg.max_step_ratio > 0 or cfg.max_step_other > 0:
-                cap = _per_coordinate(T, cfg.max_step_ratio or float("inf"), cfg.max_step_other or float("inf"))
+            cap_r, cap_o = cfg.step_caps
+            if cap_r > 0 or cap_o > 0:
+                cap = _per_coordinate(T, cap_r or float("inf"), cap_o or float("inf"))
                 step = torch.maximum(torch.minimum(step, cap), -cap)
             x = project(x - step, T, cfg.r_max)
             res.updates += 1

@@ -14,7 +14,7 @@ strategy (the initial p(r), e.g. arccos, need not be a Beta), so F never gets wo
 alternation to the next on the search seeds.
 
 Objective evaluations use common random numbers by default (same labels and noise for every
-candidate: seed `search_seed`); with `crn=False` every evaluation draws fresh seeds, as the
+candidate: seed `seed`); with `crn=False` every evaluation draws fresh seeds, as the
 released code does. The reported numbers are re-evaluated at the end on *fresh* seeds
 (`final_seed`, never used during the search) so they are not selection-biased.
 """
@@ -27,10 +27,13 @@ from pathlib import Path
 
 from .. import distributed as D
 from ..evaluation import EvalConfig, evaluate_model
-from ..io import atomic_write_json
+from ..checkpoint import has_checkpoint
+from ..config import opt, validate
+from ..io import AutonatError, atomic_write_json
 from ..masking import SAMPLING_VERSION, Beta, parse_mask_dist
 from ..models.registry import load_model
-from ..strategy import Strategy, maskgit
+from ..presets import resolve_strategy
+from ..strategy import Strategy
 from ..training import TrainConfig, train
 from .generation import GenSearchConfig, SearchResult, optimize_generation
 from .store import TrialStore, trial_key
@@ -38,21 +41,58 @@ from .training_strategy import BetaSearchConfig, line_search_beta, moment_matche
 
 
 @dataclass(frozen=True)
+class ProxyTraining:
+    """How each candidate p(r) is trained in the full search (the proxy model's recipe)."""
+    train_steps: int = opt(3000, "proxy training budget per candidate p(r) (steps)", min=1)
+    train_batch_size: int = opt(256, "proxy training batch size", min=1)
+    train_lr: float = opt(1e-3, "proxy training learning rate", min=0.0, max=10.0)
+    train_ema: float = opt(0.999, "proxy EMA decay", min=0.0, max=0.99999)
+    init_from: str = opt("", "warm-start every candidate training from this model directory")
+
+    def template(self, tokens: str, model: str, bf16: bool, device: str) -> TrainConfig:
+        return TrainConfig(tokens=tokens, model=model, steps=self.train_steps, batch_size=self.train_batch_size,
+                           lr=self.train_lr, warmup=min(500, self.train_steps // 10), ema=self.train_ema,
+                           init_from=self.init_from, bf16=bf16, device=device, log_every=100, ckpt_every=1000)
+
+    def __post_init__(self):
+        validate(self)
+
+
+@dataclass(frozen=True)
 class SearchConfig:
-    steps: int = 4                       # T of the generation strategy being searched
-    n: int = 2000                        # samples per objective evaluation
-    n_final: int = 10000                 # samples for the final (fresh-seed) evaluations
-    search_seed: int = 0
-    final_seed: int = 10**6              # disjoint from search seeds
-    crn: bool = True
-    batch_size: int = 500
-    bf16: bool = True
-    gen: GenSearchConfig = field(default_factory=GenSearchConfig)
-    beta: BetaSearchConfig = field(default_factory=BetaSearchConfig)
-    eps: float = 0.1                     # alternation stops when |F_new - F_prev| <= eps
-    max_alternations: int = 3
-    init_mask_dist: str = "arccos"
-    init_strategy: str = "maskgit"
+    """An AutoNAT search: Algorithm 1 (`only="all"`) or a generation-only search of a model."""
+    only: str = opt("all", "all = Algorithm 1 (trains proxies on --tokens); generation = search the "
+                           "strategy of an existing --model", choices=("all", "generation"))
+    model: str = opt("tiny", "full search: the size to train (tiny, small, enat-tiny, ...); generation "
+                             "search: a model directory or shipped name")
+    tokens: str = opt("", "token cache (full search)")
+    tokenizer: str = opt("", "tokenizer (default: the model's / the cache's)")
+    featnet: str = opt("", "feature network directory defining the FID (default: the shipped "
+                           "Fashion-MNIST one)")
+    ref_data: str = opt("fashion-mnist", "real data whose statistics FID is measured against "
+                                         "(fashion-mnist, an IDX directory or your image folder)")
+    ref_split: str = opt("train", "split of the reference data")
+    steps: int = opt(4, "T of the searched strategy", min=2, max=1024)
+    n: int = opt(2000, "samples per FID evaluation during the search", min=2)
+    n_final: int = opt(10000, "samples of the final fresh-seed evaluations", min=2)
+    seed: int = opt(0, "search seed (common random numbers, SPSA perturbations)", min=0)
+    final_seed: int = opt(10**6, "seed of the final evaluations (disjoint from search seeds)", min=0)
+    crn: bool = opt(True, "common random numbers for every candidate (--no-crn: fresh noise per "
+                          "evaluation, as released)")
+    batch_size: int = opt(500, "sampling batch size", min=1)
+    eps: float = opt(0.1, "the alternation stops when |F_new - F_prev| <= eps", min=0.0)
+    max_alternations: int = opt(3, "alternations of Algorithm 1", min=1)
+    init_mask_dist: str = opt("arccos", "initial p(r) of the full search")
+    init_strategy: str = opt("maskgit", "initial generation strategy: a preset or a strategy file")
+    bf16: bool = opt(True, "sample (and train proxies) in bf16")
+    device: str = opt("auto", "auto (CUDA if available), cpu, cuda, cuda:N")
+    gen: GenSearchConfig = opt(default_factory=GenSearchConfig, help="generation-strategy optimiser")
+    beta: BetaSearchConfig = opt(default_factory=BetaSearchConfig, help="training-strategy line search")
+    proxy: ProxyTraining = opt(default_factory=ProxyTraining, help="proxy training (full search)")
+
+    def __post_init__(self):
+        validate(self)
+        object.__setattr__(self, "init_mask_dist", parse_mask_dist(self.init_mask_dist).spec)
 
 
 class Searcher:
@@ -78,10 +118,10 @@ class Searcher:
         n = n or self.cfg.n
         if seed is None:
             if self.cfg.crn:
-                seed = self.cfg.search_seed
+                seed = self.cfg.seed
             else:                      # released behaviour: fresh noise for every evaluation
                 self.fresh_counter += 1
-                seed = self.cfg.search_seed + 1000 * self.fresh_counter
+                seed = self.cfg.seed + 1000 * self.fresh_counter
         inputs = {"strategy": strategy.to_dict(), "n": n, "seed": seed, "noise": "indexed",
                   "metric": self.extractor.metric_name, "featnet": self.extractor.identity,
                   "reference": self.ref_id}
@@ -112,8 +152,8 @@ class Searcher:
             return load_model(hit["path"])
         path = self.out / "trainings" / key
         t0 = time.perf_counter()
-        self.log(f"[train] p(r) = {tcfg.mask_dist}: {tcfg.arch}-{tcfg.size}, {tcfg.max_steps} steps -> {path}")
-        train(tcfg, path, resume=(path / "checkpoint" / "state.json").is_file(), show_progress=self.show)
+        self.log(f"[train] p(r) = {tcfg.mask_dist}: {tcfg.model}, {tcfg.steps} steps -> {path}")
+        train(tcfg, path, resume=has_checkpoint(path), show_progress=self.show)
         model = load_model(path)
         if D.is_main():
             self.store.put_training(key, mask_dist=tcfg.mask_dist, config=asdict(tcfg), seed=tcfg.seed,
@@ -130,7 +170,7 @@ class Searcher:
                      f"than one of the {n_tok} tokens, so most r differences will be exactly zero; "
                      f"consider --eps-ratio {1 / n_tok:.3g} or more")
         t0 = time.perf_counter()
-        res = optimize_generation(lambda st: self.fid(model, st, tag=tag), init, self.cfg.gen,
+        res = optimize_generation(lambda st: self.fid(model, st, tag=tag), init, self.cfg.gen, seed=self.cfg.seed,
                                   on_update=lambda u, st, f: self.log(
                                       f"[{tag}] update {u}: F = {f:.3f}" if f == f else f"[{tag}] update {u}"))
         self.store.log_event("generation_search", {"tag": tag, "model": model.identity,
@@ -154,7 +194,7 @@ class Searcher:
         """Algorithm 1. Returns {strategy, mask_dist, model, alternations: [...]}."""
         cfg = self.cfg
         init_dist = parse_mask_dist(cfg.init_mask_dist)
-        st = maskgit(cfg.steps) if cfg.init_strategy == "maskgit" else Strategy.load(cfg.init_strategy)
+        st = resolve_strategy(cfg.init_strategy, cfg.steps)
         dist_spec = init_dist.spec
         model = self.trained(dist_spec)
         baseline = self.fid(model, st, tag="baseline")
@@ -188,8 +228,5 @@ class Searcher:
         return {"strategy": st, "mask_dist": dist_spec, "model": model, "alternations": rounds}
 
     def final_eval(self, model, strategy: Strategy, tag: str) -> float:
+        """FID on the fresh seeds the search never saw (n_final samples)."""
         return self.fid(model, strategy, seed=self.cfg.final_seed, n=self.cfg.n_final, tag=tag)
-
-    def write_best(self, strategy: Strategy, mask_dist: str, extra: dict) -> None:
-        strategy.save(self.out / "best_strategy.json", extra={"mask_dist": mask_dist, **extra})
-        atomic_write_json(self.out / "search_config.json", asdict(self.cfg))

@@ -67,3 +67,20 @@ def write_report(out: str | Path, store: TrialStore, init: Strategy, best: Strat
         lines += [f"Training strategy p(r) = {summary['mask_dist']}", ""]
     lines += ["Plots: fid_vs_evaluations.png, fid_vs_alternation.png (full search), schedules.png", ""]
     atomic_write_bytes(out / "report.md", "\n".join(lines).encode())
+
+
+def search_curves(dirs: list[str | Path], max_evals: int | None = None) -> dict[str, tuple[list, list]]:
+    """Best-FID-so-far curves of every generation search in the given search directories."""
+    from ..io import AutonatError
+    series = {}
+    for d in dirs:
+        store = TrialStore.open_existing(Path(d) / "trials.sqlite")
+        try:
+            for ev in store.events("generation_search"):
+                h = [x for x in ev["history"] if max_evals is None or x["eval"] <= max_evals]
+                series[f"{Path(d).name} ({ev['tag']})"] = ([x["eval"] for x in h], [x["best_value"] for x in h])
+        finally:
+            store.close()
+    if not series:
+        raise AutonatError(f"no generation search recorded in {', '.join(map(str, dirs))}")
+    return series

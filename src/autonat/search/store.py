@@ -3,8 +3,10 @@
 Rows are keyed by a hash of everything that determines the result (model identity, strategy
 values, n, seed, noise mode for evaluations; p(r), training config and seed for trainings), so
 re-running a killed search returns finished trials from the store instead of recomputing them.
-Each row is committed as soon as it finishes (SQLite transactions are atomic), so a kill at any
-moment loses at most the trial in flight.
+Each row is committed as soon as it finishes (SQLite transactions are atomic; the database runs
+in WAL mode with synchronous writes), so a kill at any moment loses at most the trial in flight.
+A store that is not an SQLite database, is damaged, or is empty although it should hold a
+search is a clear error saying what to do, never a traceback or a silent recomputation.
 """
 from __future__ import annotations
 
@@ -14,6 +16,8 @@ import sqlite3
 import time
 from pathlib import Path
 from typing import Any
+
+from ..io import AutonatError
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS evaluations (
@@ -43,12 +47,34 @@ def trial_key(obj: Any) -> str:
 class TrialStore:
     """Thin wrapper over a SQLite file; safe to reopen after a crash."""
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, create: bool = True):
         self.path = Path(path)
+        exists = self.path.exists()
+        if exists and not self.path.is_file():
+            raise AutonatError(f"{self.path} is not a file")
+        if exists and self.path.stat().st_size == 0:
+            raise AutonatError(f"{self.path} is empty (0 bytes): the trial store was lost (a crash or a disk "
+                               f"error). Delete it to recompute every trial, or restore it from a backup")
+        if not exists and not create:
+            raise AutonatError(f"no trial store at {self.path} (not a search directory)")
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(str(self.path), timeout=60)
-        self.db.executescript(SCHEMA)
-        self.db.commit()
+        try:
+            self.db = sqlite3.connect(str(self.path), timeout=60)
+            if exists:
+                ok = self.db.execute("PRAGMA quick_check").fetchone()
+                if not ok or ok[0] != "ok":
+                    raise sqlite3.DatabaseError(str(ok[0] if ok else "quick_check failed"))
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=FULL")
+            self.db.executescript(SCHEMA)
+            self.db.commit()
+        except sqlite3.DatabaseError as e:
+            raise AutonatError(f"{self.path} is not a readable trial store ({e}). If it is damaged, delete it "
+                               f"to recompute every trial (finished trainings in trainings/ are not lost)") from None
+
+    @classmethod
+    def open_existing(cls, path: str | Path) -> "TrialStore":
+        return cls(path, create=False)
 
     def close(self) -> None:
         self.db.close()

@@ -13,20 +13,23 @@ import math
 from dataclasses import dataclass, field
 from typing import Callable
 
+from ..config import opt, validate
 from ..io import AutonatError
 
 
 @dataclass(frozen=True)
 class BetaSearchConfig:
-    factor: float = 2.0            # initial multiplicative step
-    min_factor: float = 1.2        # stop refining below this step
-    max_rounds: int = 3            # alpha-then-beta rounds
-    max_trainings: int = 12        # budget (distinct (alpha, beta) evaluated)
-    bounds: tuple[float, float] = (0.05, 200.0)
+    """The Beta(alpha, beta) line search (each evaluation trains a proxy model)."""
+    factor: float = opt(2.0, "initial multiplicative step of the line search", min=1.0001, max=100.0)
+    min_factor: float = opt(1.2, "stop refining below this step", min=1.0001, max=100.0)
+    max_rounds: int = opt(3, "alpha-then-beta rounds", min=1)
+    max_trainings: int = opt(12, "Beta line search budget per alternation (distinct (alpha, beta) trained)", min=1)
+    bounds: tuple[float, float] = opt((0.05, 200.0), "range of alpha and beta", min=1e-3, max=1e4)
 
     def __post_init__(self):
-        if self.factor <= 1 or self.min_factor <= 1:
-            raise AutonatError("line-search factors must be > 1")
+        validate(self)
+        if self.bounds[0] >= self.bounds[1]:
+            raise AutonatError(f"bounds (--bounds) must be LOW,HIGH with LOW < HIGH, got {self.bounds}")
 
 
 @dataclass

@@ -15,32 +15,31 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..io import (AutonatError, atomic_save_tensors, atomic_write_json, config_from_dict,
-                  config_to_dict, dir_identity, load_json, load_tensors)
+from ..config import config_from_dict, config_to_dict, opt, validate
+from ..io import (AutonatError, atomic_save_tensors, atomic_write_json, dir_identity, files_identity,
+                  json_bytes, load_json, tensor_bytes)
 from .quantizer import QuantizerOutput, VectorQuantizer
 
 
 @dataclass(frozen=True)
 class TokenizerConfig:
     """Architecture of a VQ tokenizer (saved as config.json beside model.safetensors)."""
-    image_size: int = 28            # native side of the (square) images
-    channels: int = 1               # 1 = grayscale, 3 = RGB
-    base_channels: int = 32
-    ch_mult: tuple[int, ...] = (1, 2, 2)
-    num_res_blocks: int = 1
-    codebook_size: int = 1024
-    codebook_dim: int = 16          # lookup space (cosine similarity)
-    beta: float = 0.25              # commitment weight
-    ema_decay: float = 0.99
-    dead_threshold: float = 0.1     # restart codes used < 10% of the mean rate
+    image_size: int = opt(28, "native side of the (square) images", min=4, max=4096, cli=False)
+    channels: int = opt(1, "1 = grayscale, 3 = RGB", choices=(1, 3), cli=False)
+    base_channels: int = opt(32, "channels of the first level", min=1, max=4096)
+    ch_mult: tuple[int, ...] = opt((1, 2, 2), "channel multiplier per level; downsampling factor = "
+                                              "2^(levels - 1)", min=1, max=64)
+    num_res_blocks: int = opt(1, "residual blocks per level", min=1, max=16)
+    codebook_size: int = opt(1024, "number of codes", min=2, max=1 << 20)
+    codebook_dim: int = opt(16, "lookup space dimension (cosine similarity)", min=1, max=4096)
+    beta: float = opt(0.25, "commitment weight", min=0.0)
+    ema_decay: float = opt(0.99, "codebook EMA decay", min=0.0, max=1.0)
+    dead_threshold: float = opt(0.1, "restart codes used < this fraction of the mean rate", min=0.0)
 
     def __post_init__(self):
-        if len(self.ch_mult) < 1:
-            raise AutonatError("ch_mult must have at least one entry")
-        if self.channels not in (1, 3):
-            raise AutonatError(f"channels must be 1 or 3, got {self.channels}")
-        if self.codebook_size < 2:
-            raise AutonatError("codebook_size must be >= 2")
+        validate(self)
+        if not 1 <= len(self.ch_mult) <= 8:
+            raise AutonatError(f"ch_mult must have 1 to 8 levels, got {self.ch_mult}")
 
     @property
     def factor(self) -> int:
@@ -136,10 +135,6 @@ class Tokenizer(nn.Module):
         return self.config.codebook_size
 
     @property
-    def grid_size(self) -> tuple[int, int]:
-        return (self.config.grid_size, self.config.grid_size)
-
-    @property
     def num_tokens(self) -> int:
         return self.config.grid_size ** 2
 
@@ -203,21 +198,28 @@ class Tokenizer(nn.Module):
         # File by file (weights first): `path` may also hold a training run worth keeping.
         path = Path(path)
         atomic_save_tensors(path / "model.safetensors", self.state_dict())
-        atomic_write_json(path / "config.json", {"kind": "tokenizer", **config_to_dict(self.config)})
+        atomic_write_json(path / "config.json", self._config_json())
+
+    def _config_json(self) -> dict:
+        return {"kind": "tokenizer", **config_to_dict(self.config)}
+
+    def saved_identity(self) -> str:
+        """The identity `from_pretrained` will report after `save_pretrained` (same bytes, hashed
+        in memory): a tokenizer built in Python can be named before it is saved."""
+        return files_identity({"config.json": json_bytes(self._config_json()),
+                               "model.safetensors": tensor_bytes(self.state_dict())})
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | Path, device: str | torch.device = "cpu") -> "Tokenizer":
         from ..assets import resolve
+        from ..weights import build_and_load
         path = resolve("tokenizer", name_or_path)
-        cfg = dict(load_json(path / "config.json"))
-        if cfg.pop("kind", "tokenizer") != "tokenizer":
-            raise AutonatError(f"{path} is not a tokenizer directory")
-        model = cls(config_from_dict(TokenizerConfig, cfg, what=f"{path}/config.json"))
-        state = load_tensors(path / "model.safetensors")
-        missing, unexpected = model.load_state_dict({k: v.float() for k, v in state.items()}, strict=False)
-        if missing or unexpected:
-            raise AutonatError(f"{path}: weights do not match config (missing {missing[:3]}, "
-                               f"unexpected {unexpected[:3]})")
+        cfg = load_json(path / "config.json")
+        if not isinstance(cfg, dict) or cfg.get("kind", "tokenizer") != "tokenizer":
+            raise AutonatError(f"{path} is not a tokenizer directory (config.json kind)")
+        cfg = {k: v for k, v in cfg.items() if k != "kind"}
+        config = config_from_dict(TokenizerConfig, cfg, what=f"{path}/config.json")
+        model = build_and_load(cls, config, path / "model.safetensors", what=str(path))
         model.identity = dir_identity(path)
         return model.to(device).eval()
 

@@ -13,40 +13,51 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from ..data import ArrayDataset, load_dataset, to_float
-from ..io import AutonatError, atomic_write_json, config_from_dict, config_to_dict, load_json
-from ..jobs import (JsonlLog, Throughput, autocast, load_checkpoint, pick_device, progress,
-                    save_checkpoint, seed_everything, set_rng_state)
+from ..checkpoint import save_checkpoint
+from ..config import config_to_dict, opt, validate
+from ..data import ArrayDataset, has_split, load_dataset, to_float
+from ..jobs import Throughput, autocast, pick_device, progress
+from ..io import AutonatError
+from ..rng import epoch_indices, mix64, step_generator
+from ..trainer import TrainingRun, lr_at, short_run_warning
 from .model import Tokenizer, TokenizerConfig
 
 
 @dataclass(frozen=True)
 class TokenizerTrainConfig:
-    """How a tokenizer is trained (saved as train_config.json in the output directory)."""
-    data: str = "fashion-mnist"
-    resolution: int | None = None
-    channels: int | None = None
-    batch_size: int = 128
-    max_steps: int = 3200
-    lr: float = 2e-3
-    min_lr_ratio: float = 0.05      # cosine decay to lr * min_lr_ratio
-    warmup_steps: int = 200
-    grad_clip: float = 1.0
-    grad_weight: float = 0.5        # weight of the image-gradient (edge) loss
-    hflip: bool = True
-    eval_every: int = 800
-    eval_samples: int = 2000        # periodic eval on the first n test images
-    ckpt_every: int = 500
-    seed: int = 0
-    bf16: bool = True
-    device: str = "auto"
+    """How a tokenizer is trained (saved with the model config as train_config.json)."""
+    data: str = opt("fashion-mnist", "'fashion-mnist', a directory of IDX files, or an image folder "
+                                     "root/<class>/*.png (or flat)")
+    resolution: int | None = opt(None, "resize/center-crop images to this size (default: native)", min=4, max=4096)
+    channels: int | None = opt(None, "1 = grayscale, 3 = RGB (default: what the data is)", choices=(1, 3))
+    skip_bad: bool = opt(False, "skip unreadable image files (counted and reported) instead of failing")
+    batch_size: int = opt(128, "images per step", min=1)
+    steps: int = opt(3200, "optimizer steps", min=1)
+    lr: float = opt(2e-3, "peak learning rate", min=0.0, max=10.0)
+    min_lr_ratio: float = opt(0.05, "cosine decay to lr * min_lr_ratio", min=0.0, max=1.0)
+    warmup: int = opt(200, "linear warm-up steps (capped at 10% of the run)", min=0)
+    grad_clip: float = opt(1.0, "gradient-norm clipping", min=0.0)
+    grad_weight: float = opt(0.5, "weight of the image-gradient (edge) loss", min=0.0)
+    hflip: bool = opt(True, "horizontal-flip augmentation")
+    eval_every: int = opt(800, "evaluate on held-out images every N steps", min=1)
+    eval_samples: int = opt(2000, "images of the periodic evaluation", min=1)
+    log_every: int = opt(50, "log every N steps", min=1)
+    ckpt_every: int = opt(500, "checkpoint every N steps", min=1)
+    ckpt_minutes: float = opt(10.0, "also checkpoint every N minutes of wall-clock", min=0.1)
+    seed: int = opt(0, "seed of every random stream", min=0)
+    bf16: bool = opt(True, "bf16 autocast")
+    device: str = opt("auto", "auto (CUDA if available), cpu, cuda, cuda:N")
+
+    def __post_init__(self):
+        validate(self)
 
 
-def _lr(cfg: TokenizerTrainConfig, step: int) -> float:
-    if step < cfg.warmup_steps:
-        return cfg.lr * (step + 1) / cfg.warmup_steps
-    p = (step - cfg.warmup_steps) / max(1, cfg.max_steps - cfg.warmup_steps)
-    return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(p, 1.0))))
+def load_training_data(cfg: TokenizerTrainConfig) -> tuple[ArrayDataset, ArrayDataset]:
+    """(train, held-out) images: the data's test split if it has one, else the train images."""
+    kw = dict(resolution=cfg.resolution, channels=cfg.channels, skip_bad=cfg.skip_bad)
+    train = load_dataset(cfg.data, "train", **kw)
+    test = load_dataset(cfg.data, "test", **kw) if has_split(cfg.data, "test") else train
+    return train, test
 
 
 def _gradient_loss(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -92,94 +103,97 @@ def evaluate_tokenizer(tok: Tokenizer, dataset: ArrayDataset, n: int | None = No
 
 
 def train_tokenizer(model_cfg: TokenizerConfig, cfg: TokenizerTrainConfig, out: str | Path,
-                    resume: bool = False, show_progress: bool = True) -> Tokenizer:
+                    resume: bool = False, show_progress: bool = True,
+                    data: tuple[ArrayDataset, ArrayDataset] | None = None) -> Tokenizer:
     """Train a tokenizer, writing `out/{config.json, model.safetensors, train_config.json, log.jsonl,
-    checkpoint/}`. With `resume`, continue exactly from `out/checkpoint/` (same configs required)."""
+    checkpoint/}`. With `resume`, continue exactly from `out/checkpoint/` (same configs required).
+    The image size and channels come from the data. `data` = already loaded (train, held-out)."""
     out = Path(out)
     device = pick_device(cfg.device)
-    ck = load_checkpoint(out) if resume else None
-    if resume and ck is None:
-        raise AutonatError(f"--resume: no checkpoint in {out}/checkpoint")
-    if ck is not None:
-        saved = load_json(out / "train_config.json")
-        if saved["model"] != config_to_dict(model_cfg) or saved["train"] != config_to_dict(cfg):
-            raise AutonatError(f"--resume: {out}/train_config.json differs from the requested "
-                               f"configuration; use a new --out or the same options")
-    elif (out / "checkpoint").exists():
-        raise AutonatError(f"{out} already holds a training run; pass --resume or choose a new --out")
-
-    train = load_dataset(cfg.data, "train", resolution=cfg.resolution, channels=cfg.channels)
-    test = load_dataset(cfg.data, "test", resolution=cfg.resolution, channels=cfg.channels) \
-        if cfg.data in ("fashion-mnist", "fmnist") or (Path(cfg.data) / "test").exists() else train
+    train, test = data if data is not None else load_training_data(cfg)
     c, h, w = train.image_shape
-    if (c, h) != (model_cfg.channels, model_cfg.image_size) or h != w:
-        model_cfg = replace(model_cfg, channels=c, image_size=h)
-    seed_everything(cfg.seed)
+    if h != w:
+        raise AutonatError(f"images are {h}x{w}; the tokenizer needs square images (set --resolution)")
+    model_cfg = replace(model_cfg, channels=c, image_size=h)
+    run = TrainingRun(out, {"model": config_to_dict(model_cfg), "train": config_to_dict(cfg)},
+                      steps=cfg.steps, log_every=cfg.log_every, ckpt_every=cfg.ckpt_every,
+                      ckpt_minutes=cfg.ckpt_minutes, resume=resume, desc="tokenizer",
+                      show_progress=show_progress)
+    torch.manual_seed(cfg.seed)
     tok = Tokenizer(model_cfg).to(device).to(memory_format=torch.channels_last)
-    opt = torch.optim.AdamW([p for p in tok.parameters() if p.requires_grad], lr=cfg.lr,
-                            betas=(0.9, 0.99), weight_decay=0.0)
+    opt_ = torch.optim.AdamW([p for p in tok.parameters() if p.requires_grad], lr=cfg.lr,
+                             betas=(0.9, 0.99), weight_decay=0.0)
+    note = short_run_warning(cfg.steps, TokenizerTrainConfig().steps, "tokenizer train")
+    if note:
+        progress(total=0, disable=not show_progress).write(f"warning: {note}")
+    ck = run.start()
     step = 0
     if ck is not None:
         tok.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["optimizer"])
-        set_rng_state(ck["rng"])
-        step = ck["meta"]["step"]
-    else:
-        out.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(out / "train_config.json", {"model": config_to_dict(model_cfg),
-                                                      "train": config_to_dict(cfg)})
-    log = JsonlLog(out / "log.jsonl")
-    log.truncate_after(step)
-    # The data order is a pure function of (seed, epoch): resume needs no iterator state.
-    n = len(train)
-    per_epoch = n // cfg.batch_size
+        opt_.load_state_dict(ck["optimizer"])
+        step = int(ck["meta"]["step"])
     tput = Throughput()
-    bar = progress(total=cfg.max_steps, initial=step, desc="tokenizer", disable=not show_progress)
     t0 = time.time()
     tok.train()
-    while step < cfg.max_steps:
-        epoch, k = divmod(step, per_epoch)
-        perm = torch.randperm(n, generator=torch.Generator().manual_seed(cfg.seed * 100003 + epoch))
-        idx = perm[k * cfg.batch_size:(k + 1) * cfg.batch_size]
-        x = to_float(train.images[idx]).to(device, non_blocking=True)
-        if cfg.hflip:
-            flip = torch.rand(x.shape[0], generator=torch.Generator().manual_seed(cfg.seed + 7 * step)) < 0.5
-            x = torch.where(flip.view(-1, 1, 1, 1).to(device), x.flip(-1), x)
-        x = x.contiguous(memory_format=torch.channels_last)
-        for g in opt.param_groups:
-            g["lr"] = _lr(cfg, step)
-        with autocast(device, cfg.bf16):
-            rec, q = tok(x)
-        rec = rec.float()
-        mse = F.mse_loss(rec, x)
-        loss = mse + q.commit_loss + (cfg.grad_weight * _gradient_loss(rec, x) if cfg.grad_weight else 0)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(tok.parameters(), cfg.grad_clip)
-        opt.step()
-        step += 1
-        tput.add(x.shape[0])
-        bar.update(1)
-        if step % 50 == 0 or step == cfg.max_steps:
-            rec_psnr = -10 * math.log10(max(float(mse.detach()), 1e-12))
-            bar.set_postfix(psnr=f"{rec_psnr:.2f}", ppl=f"{float(q.perplexity):.0f}")
-            log.write({"step": step, "loss": float(loss.detach()), "mse": float(mse.detach()), "train_psnr": rec_psnr,
-                       "batch_perplexity": float(q.perplexity), "batch_usage": float(q.usage),
-                       "lr": _lr(cfg, step - 1), "images_per_s": tput.rate()})
-        if step % cfg.eval_every == 0 or step == cfg.max_steps:
-            m = evaluate_tokenizer(tok, test, cfg.eval_samples, bf16=cfg.bf16)
-            log.write({"step": step, "eval": m})
-            tok.train()
-        if step % cfg.ckpt_every == 0 or step == cfg.max_steps:
-            save_checkpoint(out, model=tok.state_dict(), ema=None, optimizer=opt, step=step)
-    bar.close()
+    with run.loop(step):
+        while step < cfg.steps:
+            # 1. the batch (epoch-wise permutation) and its flips, keyed by (seed, step)
+            idx = epoch_indices(len(train), cfg.batch_size, step, cfg.seed)
+            x = to_float(train.images[idx]).to(device, non_blocking=True)
+            if cfg.hflip:
+                flip = torch.rand(x.shape[0], generator=step_generator(cfg.seed, step, 2)) < 0.5
+                x = torch.where(flip.view(-1, 1, 1, 1).to(device), x.flip(-1), x)
+            x = x.contiguous(memory_format=torch.channels_last)
+            torch.manual_seed(mix64(cfg.seed, step, 4))     # dead-code restarts draw from the global RNG
+            for g in opt_.param_groups:
+                g["lr"] = lr_at(step, lr=cfg.lr, warmup=cfg.warmup, steps=cfg.steps, min_ratio=cfg.min_lr_ratio)
+            # 2. reconstruction + edge + commitment losses
+            with autocast(device, cfg.bf16):
+                rec, q = tok(x)
+            rec = rec.float()
+            mse = F.mse_loss(rec, x)
+            loss = mse + q.commit_loss + (cfg.grad_weight * _gradient_loss(rec, x) if cfg.grad_weight else 0)
+            opt_.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(tok.parameters(), cfg.grad_clip)
+            opt_.step()
+            step += 1
+            tput.add(x.shape[0])
+            if run.log_due(step):
+                rec_psnr = -10 * math.log10(max(float(mse.detach()), 1e-12))
+                run.log.write({"step": step, "loss": float(loss.detach()), "mse": float(mse.detach()),
+                               "train_psnr": rec_psnr, "batch_perplexity": float(q.perplexity),
+                               "batch_usage": float(q.usage), "images_per_s": tput.rate(),
+                               "lr": lr_at(step - 1, lr=cfg.lr, warmup=cfg.warmup, steps=cfg.steps,
+                                           min_ratio=cfg.min_lr_ratio)})
+                run.advance(1, psnr=f"{rec_psnr:.2f}", ppl=f"{float(q.perplexity):.0f}")
+            else:
+                run.advance(1)
+            if step % cfg.eval_every == 0 or step == cfg.steps:
+                run.log.write({"step": step, "eval": evaluate_tokenizer(tok, test, cfg.eval_samples, bf16=cfg.bf16)})
+                tok.train()
+            run.end_step(step, lambda: save_checkpoint(out, model=tok.state_dict(), ema=None,
+                                                       optimizer=opt_, step=step))
     tok.eval()
     tok.save_pretrained(out)
-    log.write({"step": step, "done": True, "wall_seconds": time.time() - t0})
+    run.log.write({"step": step, "done": True, "wall_seconds": time.time() - t0})
     return Tokenizer.from_pretrained(out, device)
 
 
-def load_train_config(path: str | Path) -> tuple[TokenizerConfig, TokenizerTrainConfig]:
-    d = load_json(path)
-    return (config_from_dict(TokenizerConfig, d.get("model", {})),
-            config_from_dict(TokenizerTrainConfig, d.get("train", {})))
+def train_and_evaluate(model_cfg: TokenizerConfig, cfg: TokenizerTrainConfig, out: str | Path,
+                       resume: bool = False, download: bool = False, show_progress: bool = True,
+                       log=None) -> dict:
+    """`autonat tokenizer train`: load the images once (honouring skip_bad), train, then report
+    reconstruction metrics on the held-out images."""
+    if download:
+        load_dataset(cfg.data, "train", download=True)
+    train, test = load_training_data(cfg)
+    for ds in {id(train): train, id(test): test}.values():
+        if ds.skipped and log:
+            log(f"skipped {len(ds.skipped)} unreadable file(s), e.g. {ds.skipped[0]}")
+    t0 = time.time()
+    tok = train_tokenizer(model_cfg, cfg, out, resume=resume, show_progress=show_progress, data=(train, test))
+    metrics = evaluate_tokenizer(tok, test, bf16=cfg.bf16, show_progress=show_progress)
+    metrics["train_seconds"] = round(time.time() - t0, 1)
+    metrics["held_out"] = "test split" if test is not train else "the training images (no test split)"
+    return metrics

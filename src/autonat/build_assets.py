@@ -1,4 +1,5 @@
-"""`autonat reference build`: the whole chain that produces the shipped Fashion-MNIST artefacts.
+"""`autonat reference build`: the whole chain that produces the shipped Fashion-MNIST artefacts,
+as library calls (the same functions the CLI commands of docs/REFERENCE.md call).
 
 Stages (each resumable and skipped when its output exists; see docs/REFERENCE.md for timings):
   tokenizer  VQ tokenizer (defaults of `autonat tokenizer train`)
@@ -23,8 +24,7 @@ from .io import AutonatError, atomic_write_json, load_json
 STAGES = ("tokenizer", "tokens", "featnet", "uvit", "enat", "search", "install")
 
 # The shipped models' training recipe (one documented command each; see docs/REFERENCE.md).
-REFERENCE_TRAIN = dict(size="small", mask_dist="beta:12,3", batch_size=256, max_steps=2000, lr=1e-3,
-                       warmup_steps=200, ema_decay=0.998)
+REFERENCE_TRAIN = dict(mask_dist="beta:12,3", batch_size=256, steps=2000, lr=1e-3, warmup=200, ema=0.998)
 REFERENCE_SEARCH = dict(method="spsa", n=1000, lr_other=0.05, lr_ratio=0.002)
 # (arch, T) -> rounds of (CRN seed, SPSA updates); round k > 0 starts from round k-1's best strategy
 # (a fresh noise set so the search does not over-fit one set of samples).
@@ -37,11 +37,11 @@ def _done(path: Path, name: str = "model.safetensors") -> bool:
 
 def build_reference(work: str | Path, install: bool = False, stages: list[str] | None = None,
                     show_progress: bool = True) -> dict:
-    from .data import load_dataset
-    from .metrics.features import FeatureNetTrainConfig, train_featnet
+    from .checkpoint import has_checkpoint
+    from .metrics.featnet_train import FeatureNetTrainConfig, train_featnet
     from .tokenizer.model import TokenizerConfig
     from .tokenizer.train import TokenizerTrainConfig, train_tokenizer
-    from .tokens import write_token_cache
+    from .tokens import TokenizeConfig, tokenize
     from .training import TrainConfig, train
 
     work = Path(work)
@@ -63,24 +63,22 @@ def build_reference(work: str | Path, install: bool = False, stages: list[str] |
     tok_dir, feat_dir = work / "tokenizer", work / "featnet"
     if "tokenizer" in stages and not _done(tok_dir):
         timed("tokenizer", lambda: train_tokenizer(TokenizerConfig(), TokenizerTrainConfig(), tok_dir,
-                                                   resume=(tok_dir / "checkpoint").exists(),
-                                                   show_progress=show_progress))
+                                                   resume=has_checkpoint(tok_dir), show_progress=show_progress))
     if "tokens" in stages and not (work / "tokens-train" / "manifest.json").is_file():
         def tokens():
-            from .tokenizer import load
-            tok = load(tok_dir)
-            write_token_cache(tok, load_dataset("fashion-mnist", "train"), work / "tokens-train", hflip=True,
-                              tokenizer_name=str(tok_dir.resolve()), show_progress=show_progress)
-            write_token_cache(tok, load_dataset("fashion-mnist", "test"), work / "tokens-test",
-                              tokenizer_name=str(tok_dir.resolve()), show_progress=show_progress)
+            tokenize(TokenizeConfig(tokenizer=str(tok_dir), split="train", hflip=True), work / "tokens-train",
+                     show_progress=show_progress)
+            tokenize(TokenizeConfig(tokenizer=str(tok_dir), split="test"), work / "tokens-test",
+                     show_progress=show_progress)
         timed("tokens", tokens)
     if "featnet" in stages and not _done(feat_dir):
-        timed("featnet", lambda: train_featnet(FeatureNetTrainConfig(), feat_dir, show_progress=show_progress))
+        timed("featnet", lambda: train_featnet(FeatureNetTrainConfig(), feat_dir, resume=has_checkpoint(feat_dir),
+                                               show_progress=show_progress))
     for arch in ("uvit", "enat"):
         out = work / f"{arch}-small"
         if arch in stages and not _done(out):
-            cfg = TrainConfig(tokens=str(work / "tokens-train"), arch=arch, **REFERENCE_TRAIN)
-            timed(arch, lambda: train(cfg, out, resume=(out / "checkpoint").exists(), show_progress=show_progress))
+            cfg = TrainConfig(tokens=str(work / "tokens-train"), model=f"{arch}-small", **REFERENCE_TRAIN)
+            timed(arch, lambda: train(cfg, out, resume=has_checkpoint(out), show_progress=show_progress))
     if "search" in stages:
         for (arch, T), rounds in REFERENCE_SEARCH_ROUNDS.items():
             init = "maskgit"
@@ -97,14 +95,15 @@ def build_reference(work: str | Path, install: bool = False, stages: list[str] |
 
 def _search(model_dir: Path, tok_dir: Path, feat_dir: Path, steps: int, out: Path, seed: int,
             updates: int, init: str) -> None:
-    from .cli import main
+    from .search.generation import GenSearchConfig
+    from .search.loop import SearchConfig
+    from .search.run import run
     s = REFERENCE_SEARCH
-    rc = main(["search", "--only", "generation", "--model", str(model_dir), "--tokenizer", str(tok_dir),
-               "--featnet", str(feat_dir), "--steps", str(steps), "--method", s["method"], "--n", str(s["n"]),
-               "--lr-other", str(s["lr_other"]), "--lr-ratio", str(s["lr_ratio"]), "--seed", str(seed),
-               "--max-updates", str(updates), "--init-strategy", init, "--out", str(out)])
-    if rc:
-        raise AutonatError(f"search for {model_dir} T={steps} failed")
+    cfg = SearchConfig(only="generation", model=str(model_dir), tokenizer=str(tok_dir), featnet=str(feat_dir),
+                       steps=steps, n=s["n"], seed=seed, init_strategy=init,
+                       gen=GenSearchConfig(method=s["method"], lr_other=s["lr_other"], lr_ratio=s["lr_ratio"],
+                                           max_updates=updates))
+    run(cfg, out)
 
 
 def _install(work: Path) -> None:
@@ -123,7 +122,7 @@ def _install(work: Path) -> None:
             continue
         m = load_model(src)
         training = {**m.meta.get("training", {}), "tokens": "fashion-mnist train (flips)"}
-        tok = {**m.meta["tokenizer"], "name": "fashion-mnist"}
+        tok = {**m.meta["tokenizer"], "name": "fashion-mnist"}   # the shipped tokenizer, by name
         if arch == "enat":  # same function, a label table instead of the adaLN Linears (-35 % weights)
             m = fold_class_conditioning(m)
         save_model(m, dest / name, tokenizer=tok, training=training, fp16=True)

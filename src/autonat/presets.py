@@ -1,0 +1,134 @@
+"""Named generation strategies, and the one place a user's strategy string becomes a `Strategy`.
+
+    maskgit[:LAMBDA,K]        MaskGIT's heuristic (the paper's Table 1 row): r = cos(pi t / 2T),
+                              tau1 = 1, tau2 = LAMBDA (T - t + 1) / T, s = K t / T
+    enat[:TAU,TAU2,CFG]       ENAT's released hand-designed schedule (see `enat`)
+    halton[:W,M0,M1]          the Halton scheduler (Besnier et al., ICLR 2025): tokens revealed in a
+                              fixed 2-D Halton order, arccos count schedule, constant guidance W,
+                              logits multiplied by M linear from M0 to M1 (tau1 = 1 / M)
+    autonat-imagenet-t8       the authors' released AutoNAT-L strategy (ImageNet-256, T = 8)
+    autonat                   the strategy searched for *this model* (`T{steps}.json` in the model's
+                              strategies directory, written by `autonat search`)
+    PATH.json | PATH.yaml     a strategy file (autonat JSON, or the authors' YAML keys)
+
+`resolve_strategy` is used by every entry point (CLI options, Python API, demo), so a spec that
+works in one place works in all of them.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from .io import AutonatError
+from .strategy import Strategy, from_official
+
+# AutoNAT-L, ImageNet-256, T=8, as released (reference-code-facts.md).
+AUTONAT_IMAGENET_T8 = {
+    "manual_ratios": [0.95316, 0.87954, 0.79402, 0.74600, 0.62498, 0.40732, 0.26066],
+    "manual_temp": [2.4049, 2.4776, 1.1917, 0.76854, 1.0673, 0.93537, 0.78438],
+    "manual_samp_temp": [2.8999, 1.8673, 1.1444, 1.3796, 1.4700, 1.3761, 1.7082, 0.71331],
+    "manual_cfg": [1e-4, 1e-4, 1e-4, 0.91513, 1.6160, 1.1946, 1.3832, 1.2268],
+}
+
+
+def maskgit(steps: int, remask_temperature: float = 1.0, guidance_scale: float = 1.0) -> Strategy:
+    """The heuristic row of the paper's Table 1:
+    r(t) = cos(pi t / 2T), tau1 = 1, tau2(t) = lambda (T - t + 1) / T, s(t) = k t / T.
+    Defaults lambda = 1, k = 1 are the released search's initialisation (tau2 linear from 1 to 1/T,
+    s = linspace(0, 1, T+1)[1:])."""
+    T = steps
+    t = np.arange(1, T + 1)
+    r = np.cos(np.pi * t / (2 * T))
+    r[-1] = 0.0
+    return Strategy(r=tuple(r), tau1=(1.0,) * T, tau2=tuple(remask_temperature * (T - t + 1) / T),
+                    s=tuple(guidance_scale * t / T), name=f"maskgit-T{T}")
+
+
+def halton(steps: int, guidance: float = 1.0, mult_start: float = 1.0, mult_end: float = 1.0) -> Strategy:
+    """The Halton scheduler: after step t, N (2/pi) arcsin(t / T) tokens are revealed (truncated,
+    at least t), in the fixed Halton order of the token grid, whatever their confidence; sampling
+    multiplies the logits by m_t, linear from `mult_start` to `mult_end` (tau1 = 1 / m_t); the
+    guidance is constant. tau2 is unused (0)."""
+    if min(mult_start, mult_end) <= 0:
+        raise AutonatError("halton: the logit multipliers must be > 0")
+    T = steps
+    t = np.arange(1, T + 1)
+    r = 1.0 - np.arcsin(t / T) / (np.pi / 2)
+    r[-1] = 0.0
+    m = np.linspace(mult_start, mult_end, T)
+    return Strategy(r=tuple(np.clip(r, 0.0, 1.0)), tau1=tuple(1.0 / m), tau2=(0.0,) * T,
+                    s=(float(guidance),) * T, order="halton", name=f"halton-T{T}")
+
+
+def autonat_imagenet_t8() -> Strategy:
+    return replace(from_official(AUTONAT_IMAGENET_T8), name="autonat-imagenet-t8")
+
+
+# name -> (builder(steps, *numbers), max number of numbers after the colon, needs steps)
+PRESETS: dict[str, tuple[Callable[..., Strategy], int]] = {
+    "maskgit": (maskgit, 2),
+    "halton": (halton, 3),
+}
+FIXED = {"autonat-imagenet-t8": autonat_imagenet_t8}
+
+
+def register_preset(name: str, builder: Callable[..., Strategy], max_args: int) -> None:
+    """Add a preset `name[:a,b,...]` built by `builder(steps, *numbers)`."""
+    PRESETS[name] = (builder, max_args)
+
+
+def searched_strategy(folder: str | Path | None, steps: int, model: str = "this model") -> Strategy:
+    """The strategy `autonat search` found for a model at `steps` steps (`T{steps}.json`)."""
+    have = sorted(p.stem for p in Path(folder).glob("T*.json")) if folder and Path(folder).is_dir() else []
+    path = Path(folder) / f"T{steps}.json" if folder else None
+    if path is None or not path.is_file():
+        raise AutonatError(
+            f"no searched 'autonat' strategy for {steps} steps for {model} (available: "
+            f"{', '.join(have) or 'none'}); run `autonat search --only generation --model {model} "
+            f"--steps {steps}` (it installs the result into the model's strategies/), or use "
+            f"--strategy maskgit, halton, or a strategy file")
+    return Strategy.load(path)
+
+
+def resolve_strategy(spec: str | Strategy, steps: int | None = None, strategies_dir: str | Path | None = None,
+                     model: str = "this model") -> Strategy:
+    """A Strategy from a preset spec, a file path, or a Strategy (see module docstring).
+    `strategies_dir` is where `autonat` looks (the model's own strategies; None: none)."""
+    if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
+        raise AutonatError(f"steps must be a whole number >= 1, got {steps!r}")
+    if isinstance(spec, Strategy):
+        st = spec
+    else:
+        spec = str(spec).strip()
+        name, _, args = spec.partition(":")
+        if name in PRESETS:
+            builder, max_args = PRESETS[name]
+            if steps is None:
+                raise AutonatError(f"the {name} preset needs a number of steps (--steps)")
+            try:
+                nums = [float(a) for a in args.split(",")] if args else []
+            except ValueError:
+                nums = None
+            if nums is None or len(nums) > max_args or not all(math.isfinite(v) for v in nums):
+                raise AutonatError(f"bad preset {spec!r}: {name} takes up to {max_args} numbers after "
+                                   f"the colon ({builder.__doc__.splitlines()[0].strip()})")
+            st = builder(steps, *nums)
+        elif spec in FIXED:
+            st = FIXED[spec]()
+        elif spec == "autonat":
+            if steps is None:
+                raise AutonatError("strategy 'autonat' needs a number of steps (--steps)")
+            st = searched_strategy(strategies_dir, steps, model)
+        elif Path(spec).suffix in (".json", ".yaml", ".yml") or Path(spec).exists():
+            st = Strategy.load(spec)
+        else:
+            raise AutonatError(f"unknown strategy {spec!r}: use {', '.join([*PRESETS, *FIXED, 'autonat'])} "
+                               f"or a path to a .json/.yaml file")
+    if steps is not None and st.steps != steps:
+        raise AutonatError(f"strategy {st.name or spec!r} has {st.steps} steps but {steps} were "
+                           f"requested (use Strategy.interpolate to transfer it)")
+    return st

@@ -1,0 +1,138 @@
+"""The search as one library call: `run(config, out) -> SearchReport` (the CLI only parses and prints).
+
+    generation-only: load the model, search its generation strategy (Searcher.search_generation)
+    full (Algorithm 1): train proxies on a token cache, alternate (Searcher.alternate)
+    then, always: re-evaluate the initial and the found strategy on fresh seeds (and, for the full
+    search, the paper's Table 6a: which half of the search helps), write best_strategy.json,
+    search_config.json, report.md and plots into `out`, and install the strategy into the model
+    directory's strategies/ (so `--strategy autonat` finds it for that model, and only for it).
+
+Re-running the same command resumes from `out/trials.sqlite`; running it with other settings into
+the same `out` is refused (the store would mix trials of different searches).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from .. import distributed as D
+from ..config import config_from_dict, config_to_dict
+from ..io import AutonatError, atomic_write_json, load_json
+from ..jobs import pick_device
+from ..presets import resolve_strategy
+from ..strategy import Strategy
+from .loop import SearchConfig, Searcher
+from .report import write_report
+
+
+@dataclass
+class SearchReport:
+    best: Strategy                       # the found strategy (name autonat-T{steps})
+    mask_dist: str                       # p(r) of the model it was found for
+    final: dict                          # fresh-seed FIDs: baseline, found, ratio (+ ablation)
+    summary: dict = field(default_factory=dict)
+    installed: str = ""                  # where `--strategy autonat` now finds it ("" if nowhere)
+
+
+def _check_out(out: Path, cfg: SearchConfig) -> None:
+    """Refuse an `out` that holds a search with other settings (or is not a directory)."""
+    if out.exists() and not out.is_dir():
+        raise AutonatError(f"--out {out} exists and is not a directory")
+    saved = out / "search_config.json"
+    if not saved.is_file():
+        return
+    try:
+        old = config_from_dict(SearchConfig, load_json(saved), what=str(saved))
+    except AutonatError:
+        old = None
+    if old != cfg:
+        a, b = (config_to_dict(old) if old else {}), config_to_dict(cfg)
+        diff = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+        raise AutonatError(f"{out} holds a search with other settings ({', '.join(diff) or 'unreadable'} "
+                           f"differ); re-run with the same options to resume it, or choose a new --out")
+
+
+def run(cfg: SearchConfig, out: str | Path, log=print, show_progress: bool = False) -> SearchReport:
+    """Run (or resume) a search; see the module docstring."""
+    from ..metrics.reference import load_extractor, reference_features
+    out = Path(out)
+    if cfg.only == "all" and not cfg.tokens:
+        raise AutonatError("a full search (--only all) needs --tokens (a token cache); use "
+                           "--only generation to search the strategy of an existing model")
+    init = resolve_strategy(cfg.init_strategy, cfg.steps)        # a bad spec fails before any work
+    _check_out(out, cfg)
+    device = D.local_device(pick_device(cfg.device))
+    D.init_from_env(device)
+    log = log if D.is_main() else (lambda *_: None)
+    t0 = time.perf_counter()
+    extractor = load_extractor("fmnist", cfg.featnet or None, device)
+    if cfg.only == "generation":
+        from ..pipeline import Pipeline
+        pipe = Pipeline.from_pretrained(cfg.model, tokenizer=cfg.tokenizer or None, device=device)
+        model, tokenizer = pipe.model, pipe.tokenizer
+        if cfg.steps > model.seq_len:
+            raise AutonatError(f"steps (--steps) {cfg.steps} exceeds the model's {model.seq_len} tokens")
+    else:
+        from ..tokenizer import Tokenizer
+        from ..tokens import TokenCache
+        cache = TokenCache.open(cfg.tokens)
+        tok_ref = cfg.tokenizer or cache.tokenizer_ref()
+        tokenizer = Tokenizer.from_pretrained(tok_ref, device)
+        cache.check_tokenizer(tokenizer.identity, str(tok_ref))
+    if D.is_main():
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(out / "search_config.json", config_to_dict(cfg))
+    ref = reference_features(extractor, cfg.ref_data, cfg.ref_split, show_progress=show_progress) \
+        if D.is_main() else None
+    if cfg.only == "generation":
+        s = Searcher(out, cfg, tokenizer, extractor, ref, log=log, show_progress=show_progress)
+        res = s.search_generation(model, init)
+        best, mask_dist = res.best, model.meta.get("training", {}).get("mask_dist", "")
+        baseline_model = model
+        summary = {"evaluations": res.evaluations, "updates": res.updates, "best_search_fid": res.best_value}
+    else:
+        template = cfg.proxy.template(cfg.tokens, cfg.model, cfg.bf16, str(device))
+        s = Searcher(out, cfg, tokenizer, extractor, ref, train_template=template, log=log,
+                     show_progress=show_progress)
+        alt = s.alternate()
+        best, model, mask_dist = alt["strategy"], alt["model"], alt["mask_dist"]
+        baseline_model = s.trained(cfg.init_mask_dist)
+        summary = {"alternations": alt["alternations"], "baseline_search_fid": alt["alternations"][0]["fid"]}
+    # Fresh seeds, never seen by the search: the numbers to report.
+    final = {"baseline": s.final_eval(baseline_model, init, "final-baseline"),
+             "found": s.final_eval(model, best, "final-found"), "n": cfg.n_final, "seed": cfg.final_seed}
+    final["ratio"] = final["found"] / final["baseline"]
+    if cfg.only == "all":   # the paper's Table 6a: which half of the search (training / generation) helps
+        final["ablation"] = {"baseline": final["baseline"],
+                             "generation_only": s.final_eval(baseline_model, best, "final-gen-only"),
+                             "training_only": s.final_eval(model, init, "final-train-only"),
+                             "both": final["found"]}
+    best = replace(best, name=f"autonat-T{cfg.steps}", source=str(out / "best_strategy.json"))
+    summary.update({"final": final, "metric": extractor.metric_name, "featnet": extractor.identity,
+                    "reference": f"{cfg.ref_data}:{cfg.ref_split}", "n": cfg.n, "crn": cfg.crn,
+                    "mask_dist": mask_dist, "seconds": time.perf_counter() - t0,
+                    "method": cfg.gen.method, "steps": cfg.steps})
+    report = SearchReport(best, mask_dist, final, summary)
+    if D.is_main():
+        extra = {"mask_dist": mask_dist, "final": final, "method": cfg.gen.method,
+                 "searched_for": getattr(model, "identity", ""), "featnet": extractor.identity}
+        best.save(out / "best_strategy.json", extra=extra)
+        write_report(out, s.store, init, best, summary)
+        report.installed = _install(model, best, extra, log)
+    s.store.close()
+    return report
+
+
+def _install(model, best: Strategy, extra: dict, log) -> str:
+    """Copy the found strategy into the model directory's strategies/T{T}.json (a user's model
+    directory; shipped models live inside the package and are left alone)."""
+    from ..assets import SHIPPED
+    source = str(getattr(model, "source", ""))
+    if not source or source in SHIPPED["model"] or not (Path(source) / "config.json").is_file():
+        log(f"found strategy: use it with --strategy {best.source}")
+        return ""
+    dest = Path(source) / "strategies" / f"T{best.steps}.json"
+    best.save(dest, extra=extra)
+    log(f"installed the found strategy as {dest} (`--strategy autonat --steps {best.steps}` uses it)")
+    return str(dest)
