@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 FMNIST := /usr/share/datasets/fashion-mnist
 
-.PHONY: setup data quickstart test test-all reference clean-venv
+.PHONY: setup data quickstart test test-fast mutation reference clean-venv
 
 # Debian's Fashion-MNIST package (IDX files in /usr/share/datasets/fashion-mnist).
 data:
@@ -27,9 +27,13 @@ quickstart: setup
 	$(BIN)/autonat sample --model fashion-mnist --strategy autonat --steps 8 --n 100 --out samples
 	@echo "grid: samples/grid.png"
 
-# The test suite (what CI runs).
+# The test suite (what CI runs): every test, the slow ones included.
 test: setup
 	$(BIN)/python -m pytest
+
+# The fast subset for the edit-test loop (skips tests marked slow: workflows, DDP, golden tokens, ...).
+test-fast: setup
+	$(BIN)/python -m pytest -m "not slow and not e2e"
 
 # Rebuild every shipped artefact from scratch (tokenizer, feature net, models, strategies).
 reference: setup

@@ -72,6 +72,7 @@ def test_class_balanced_labels():
     assert torch.equal(lab, class_balanced_labels(1003, 10, seed=0))
 
 
+@pytest.mark.slow
 def test_real_floor_far_below_random_token_decodes(fmnist_root):
     net = load_extractor("fmnist")
     train = load_dataset("fashion-mnist", "train").images[:4000]
@@ -84,6 +85,7 @@ def test_real_floor_far_below_random_token_decodes(fmnist_root):
     assert real < 5 and junk > 20 * real, (real, junk)
 
 
+@pytest.mark.slow
 def test_crn_gives_bit_identical_fid(fmnist_root):
     net = load_extractor("fmnist")
     tok = tiny_tokenizer()

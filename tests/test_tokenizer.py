@@ -61,6 +61,7 @@ def test_missing_dir_and_unknown_name():
         load("/no/such/tokenizer")
 
 
+@pytest.mark.slow
 def test_codebook_does_not_collapse_on_real_batch(fmnist_root):
     """EMA codebook + dead-code restarts: after a few steps on real images most codes are in use."""
     torch.manual_seed(0)

@@ -11,6 +11,8 @@ import pytest
 
 from autonat.cli import main
 
+pytestmark = pytest.mark.slow   # the whole CLI workflow, end to end
+
 COMMON = ["--quiet", "--device", "cpu"]
 
 

@@ -126,7 +126,8 @@ class ENAT(nn.Module):
         self.reuse = True               # False: recompute every step (see without_reuse)
         ada = not c.class_table
         self.token_emb = nn.Embedding(c.codebook_size + 1, c.dim)
-        # (registration order = init order: kept as before folding existed, so seeds reproduce)
+        # (registration order = initialisation order: a seed builds the same weights whether or not
+        # the model is later folded)
         self.class_emb = nn.Embedding(c.num_classes + 1, c.dim) if ada else None
         self.pos_emb = nn.Parameter(torch.zeros(1, c.seq_len, c.dim))
         self.dropout = nn.Dropout(c.dropout)
