@@ -224,9 +224,9 @@ def run_evaluation(cfg: EvaluateConfig, show_progress: bool = True, log=None) ->
     if cfg.what == "real":
         res = evaluate_real(extractor, cfg.eval, show_progress)
     elif cfg.what == "reconstructions":
-        from .tokenizer import Tokenizer
+        from .tokenizer import load as load_tokenizer
         if cfg.tokenizer:
-            tok = Tokenizer.from_pretrained(cfg.tokenizer, device)
+            tok = load_tokenizer(cfg.tokenizer, device)
         else:
             from .pipeline import Pipeline
             tok = Pipeline.from_pretrained(cfg.model, device=device).tokenizer

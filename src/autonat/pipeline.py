@@ -30,7 +30,7 @@ from .models.registry import inference_chunk, load_model, write_model_files
 from .presets import resolve_strategy
 from .sampling import sample
 from .strategy import Strategy
-from .tokenizer import Tokenizer
+from .tokenizer import load as load_tokenizer
 
 
 @dataclass
@@ -85,10 +85,10 @@ def parse_classes(spec: Sequence[int | str] | str | torch.Tensor | None, class_n
     return chosen if n is None else [chosen[i % len(chosen)] for i in range(n)]
 
 
-def _model_tokenizer(model, model_dir: Path | None, device) -> Tokenizer:
+def _model_tokenizer(model, model_dir: Path | None, device):
     """The tokenizer a model was trained with (see module docstring)."""
     if model_dir is not None and (model_dir / "tokenizer" / "config.json").is_file():
-        return Tokenizer.from_pretrained(model_dir / "tokenizer", device)
+        return load_tokenizer(model_dir / "tokenizer", device)
     ref = model.meta.get("tokenizer", {}).get("name")
     if not ref:
         raise AutonatError(f"model {model.source!r} does not record its tokenizer; pass --tokenizer")
@@ -98,13 +98,13 @@ def _model_tokenizer(model, model_dir: Path | None, device) -> Tokenizer:
         raise AutonatError(f"model {model.source!r} names tokenizer {ref!r}, which is neither inside the model "
                            f"directory nor found from here; pass --tokenizer, or re-export the model with "
                            f"`autonat export` to make it self-contained")
-    return Tokenizer.from_pretrained(candidates[0], device)
+    return load_tokenizer(candidates[0], device)
 
 
 class Pipeline:
     """Model + tokenizer (+ searched strategies): class labels -> images."""
 
-    def __init__(self, model, tokenizer: Tokenizer, strategies_dir: Path | None = None,
+    def __init__(self, model, tokenizer, strategies_dir: Path | None = None,
                  class_names: Sequence[str] | None = None, name: str = ""):
         check_pair(model, tokenizer)
         self.model, self.tokenizer = model, tokenizer
@@ -132,15 +132,15 @@ class Pipeline:
         if name not in SHIPPED["model"] and (path / "pipeline.json").is_file():   # save_pretrained layout
             meta = load_json(path / "pipeline.json")
             model = load_model(path / "model", device)
-            tok = Tokenizer.from_pretrained(tokenizer or path / "tokenizer", device)
+            tok = load_tokenizer(tokenizer or path / "tokenizer", device)
             sdir = path / "strategies"
             return cls(model, tok, sdir if sdir.is_dir() else None, meta.get("class_names"), meta.get("name", name))
         model = load_model(name_or_path, device)
         model_dir = None if name in SHIPPED["model"] else resolve("model", name_or_path)
         if tokenizer is not None:
-            tok = Tokenizer.from_pretrained(tokenizer, device)
+            tok = load_tokenizer(tokenizer, device)
         elif name in MODEL_TOKENIZER:
-            tok = Tokenizer.from_pretrained(MODEL_TOKENIZER[name], device)
+            tok = load_tokenizer(MODEL_TOKENIZER[name], device)
         else:
             tok = _model_tokenizer(model, model_dir, device)
         sdir = shipped_path("strategies", name) if name in SHIPPED["model"] else model_dir / "strategies"

@@ -2,7 +2,7 @@
 
     maskgit[:LAMBDA,K]        MaskGIT's heuristic (the paper's Table 1 row): r = cos(pi t / 2T),
                               tau1 = 1, tau2 = LAMBDA (T - t + 1) / T, s = K t / T
-    enat[:TAU,TAU2,CFG]       ENAT's released hand-designed schedule (see `enat`)
+    enat[:TAU,TAU2,CFG]       ENAT's released hand-designed schedule (see `enat`; defaults 6, 1.5, 2.5)
     halton[:W,M0,M1]          the Halton scheduler (Besnier et al., ICLR 2025): tokens revealed in a
                               fixed 2-D Halton order, arccos count schedule, constant guidance W,
                               logits multiplied by M linear from M0 to M1 (tau1 = 1 / M)
@@ -64,6 +64,20 @@ def halton(steps: int, guidance: float = 1.0, mult_start: float = 1.0, mult_end:
                     s=(float(guidance),) * T, order="halton", name=f"halton-T{T}")
 
 
+def enat(steps: int, samp_temp: float = 6.0, mask_temp: float = 1.5, cfg: float = 2.5) -> Strategy:
+    """ENAT's released hand-designed schedule (ENAT-L, ImageNet-256 defaults): after step t = 1..T,
+    floor(N cos(pi t / 2T)) tokens stay masked (no clamps); tau1 = max(samp_temp (1 - t/T), 1e-3);
+    tau2 = mask_temp (1 - t/T); a lagged guidance ramp s = cfg (t - 1) / T; the unconditional pass
+    runs at every step."""
+    T = steps
+    t = np.arange(1, T + 1)
+    r = np.cos(np.pi * t / (2 * T))
+    r[-1] = 0.0
+    return Strategy(r=tuple(r), tau1=tuple(np.maximum(samp_temp * (1 - t / T), 1e-3)),
+                    tau2=tuple(mask_temp * (1 - t / T)), s=tuple(cfg * (t - 1) / T),
+                    rounding="floor-unclamped", always_uncond=True, name=f"enat-T{T}")
+
+
 def autonat_imagenet_t8() -> Strategy:
     return replace(from_official(AUTONAT_IMAGENET_T8), name="autonat-imagenet-t8")
 
@@ -72,6 +86,7 @@ def autonat_imagenet_t8() -> Strategy:
 PRESETS: dict[str, tuple[Callable[..., Strategy], int]] = {
     "maskgit": (maskgit, 2),
     "halton": (halton, 3),
+    "enat": (enat, 3),
 }
 FIXED = {"autonat-imagenet-t8": autonat_imagenet_t8}
 

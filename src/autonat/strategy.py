@@ -11,8 +11,9 @@ For step t = 1..T (stored 0-based as index t-1):
 
 Rules that are data too (so the authors' released behaviour can be reproduced exactly):
   rounding       how r[t] becomes a masked count: `ceil` (the paper: ceil(r N), clamped so every
-                 step decodes at least one token) or `floor` (the authors' code:
-                 max(1, min(#masked - 1, floor(r N))) before the last step, 0 at the last).
+                 step decodes at least one token), `floor` (AutoNAT's code:
+                 max(1, min(#masked - 1, floor(r N))) before the last step, 0 at the last) or
+                 `floor-unclamped` (ENAT's code: floor(r N), no clamps).
   order          which masked tokens stay masked: `confidence` (the paper: the lowest confidences
                  plus tau2-scaled Gumbel noise) or `halton` (a fixed low-discrepancy order over
                  the token grid, Besnier et al. 2025: tokens are revealed in that order,
@@ -42,7 +43,7 @@ from .io import AutonatError, atomic_write_bytes, atomic_write_json
 from .masking import ratio_to_count
 
 GUIDANCE_FORMULAS = ("logits",)
-ROUNDING_RULES = ("ceil", "floor")
+ROUNDING_RULES = ("ceil", "floor", "floor-unclamped")
 ORDERS = ("confidence", "halton")
 MAX_STEPS = 4096
 FORMAT = "autonat-strategy"
@@ -112,13 +113,16 @@ class Strategy:
     def masked_counts(self, num_tokens: int) -> list[int]:
         """Tokens still masked before step 1 and after each step: T+1 integers, N ... 0 (see the
         module docstring for the two rounding rules)."""
-        ks = ratio_to_count(torch.tensor(self.r, dtype=torch.float64), num_tokens, self.rounding).tolist()
+        rule = "floor" if self.rounding.startswith("floor") else self.rounding
+        ks = ratio_to_count(torch.tensor(self.r, dtype=torch.float64), num_tokens, rule).tolist()
         counts, masked = [num_tokens], num_tokens
         for t, k in enumerate(ks):
             if t == self.steps - 1:
                 masked = 0
-            elif self.rounding == "floor":      # the authors keep >= 1 token masked until the end
+            elif self.rounding == "floor":      # AutoNAT's code keeps >= 1 token masked until the end
                 masked = max(1, min(masked - 1, k))
+            elif self.rounding == "floor-unclamped":
+                masked = min(masked, k)
             else:
                 masked = max(0, min(k, masked - 1))
             counts.append(masked)

@@ -56,8 +56,8 @@ def tokenize(cfg: TokenizeConfig, out: str | os.PathLike, show_progress: bool = 
     """Tokenize a dataset split into a cache at `out` (resumable; see module docstring)."""
     from .data import load_dataset
     from .jobs import pick_device
-    from .tokenizer import Tokenizer
-    tok = Tokenizer.from_pretrained(cfg.tokenizer, pick_device(cfg.device))
+    from .tokenizer import load as load_tokenizer
+    tok = load_tokenizer(cfg.tokenizer, pick_device(cfg.device))
     ds = load_dataset(cfg.data, cfg.split, resolution=cfg.resolution or tok.config.image_size,
                       channels=cfg.channels or tok.config.channels, download=cfg.download, skip_bad=cfg.skip_bad)
     if ds.skipped and log:

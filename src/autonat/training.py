@@ -239,8 +239,8 @@ def export_model(model: torch.nn.Module, ema_state: dict, out: Path, tokenizer: 
     with a copy of the tokenizer in `out/tokenizer/` (self-contained: it loads from anywhere).
     Each file is replaced atomically; tokenizer and weights first, so a config.json always has them."""
     if tokenizer_dir is not None:
-        from .tokenizer import Tokenizer
-        tok = Tokenizer.from_pretrained(tokenizer_dir)
+        from .tokenizer import load as load_tokenizer
+        tok = load_tokenizer(tokenizer_dir)
         if tok.identity != tokenizer.get("identity"):
             raise AutonatError(f"tokenizer {tokenizer_dir} is not the one that made the token cache")
         tok.save_pretrained(out / "tokenizer")

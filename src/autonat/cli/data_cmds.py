@@ -52,9 +52,9 @@ def cmd_tokenizer_eval(args) -> int:
     from ..data import load_dataset
     from ..io import AutonatError
     from ..jobs import pick_device
-    from ..tokenizer import Tokenizer
+    from ..tokenizer import load as load_tokenizer
     from ..tokenizer.train import evaluate_tokenizer
-    tok = Tokenizer.from_pretrained(args.tokenizer, pick_device(args.device))
+    tok = load_tokenizer(args.tokenizer, pick_device(args.device))
     ds = load_dataset(args.data, args.split, resolution=args.resolution or tok.config.image_size,
                       channels=args.channels or tok.config.channels, download=args.download, skip_bad=args.skip_bad)
     if args.n is not None and args.n < 1:

@@ -5,10 +5,16 @@
 * [MASK]-token decoder (depth D, 1-2): SC-Attention - queries from the [MASK] tokens; keys/values
   are [encoded visible features (own K/V projection, own non-affine LayerNorm + modulation) ;
   the [MASK] tokens themselves].
-* Computation reuse across steps (temporal): a cache holds the final features of every token that
-  has been encoded. At each step only the *newly decoded* tokens are encoded; their attention
-  context is the cached features passed through a residual projection x + MLP(LN(x)) (as
-  released); the decoder attends to all visible features (cached + new).
+* Computation reuse across steps (temporal): a cache holds the features of every token that has
+  been encoded. At each step only the *newly decoded* tokens are encoded; their attention context
+  is the cached features passed through a residual projection P(f) = f + MLP(LN(f)). Two
+  semantics (`reuse_mode`): `raw` (autonat's default) keeps each token's encoder output in the
+  cache and gives the decoder those raw features; `projected` (the authors' code) replaces the
+  cache by P(cache) at every step, so a token decoded k steps ago carries P^k(f), for the encoder's
+  context and the decoder alike.
+* The authors' released layout (`official_enat_config`): LayerNorm'd embeddings, tanh-GELU, a
+  4d-wide reuse projection, projected reuse, qkv biases and a plain LayerNorm output layer instead
+  of autonat's modulated one; `autonat convert` loads their checkpoints into it.
 * Class conditioning: adaLN-Zero (as released) from a class embedding with a null id C for
   guidance. Chosen over an in-context token because the encoder may see very few tokens
   (1 at the first reuse steps) and modulation conditions every token directly.
@@ -28,7 +34,8 @@ from ..config import opt, validate
 from ..io import AutonatError
 from ..masking import sample_training_mask
 from .contract import LossOutput, bf16_copy, mask_inputs, masked_positions, masked_token_loss
-from .layers import Mlp, TiedHead, gather_positions, init_weights, sdpa
+from .enat_blocks import SCBlock, _modulate
+from .layers import Mlp, TiedHead, gather_positions, init_weights
 
 
 @dataclass(frozen=True)
@@ -45,6 +52,19 @@ class ENATConfig:
     dropout: float = opt(0.1, "dropout on the embeddings", min=0.0, max=1.0)
     qkv_bias: bool = opt(False, "bias in the qkv projections")
     class_table: bool = opt(False, "modulations stored per label (a folded model, see module doc)")
+    # Reuse semantics (see module docstring): `raw` = the cache keeps encoder outputs, the
+    # projection P is applied to make the encoder's context; `projected` = the authors': every
+    # step replaces the cache by P(cache) and the decoder sees the projected features too.
+    reuse_mode: str = opt("raw", "how cached features are reused", choices=("raw", "projected"))
+    # The authors' released layout (ENAT-L) differs in these details, all off by default:
+    embed_norm: bool = opt(False, "LayerNorm (eps 1e-6) on token + position embeddings")
+    gelu_tanh: bool = opt(False, "tanh-approximate GELU in blocks and the reuse projection")
+    reuse_hidden_ratio: float = opt(1.0, "hidden width of the reuse projection / dim (the authors: 4)", min=0.25, max=64)
+    reuse_eps: float = opt(1e-5, "eps of the reuse projection's LayerNorm (the authors: 1e-6)", min=0.0, max=1.0)
+    final_layer: str = opt("adaln", "adaln = LayerNorm'd encoder outputs and an adaLN-modulated output "
+                                    "layer; layernorm = the authors' plain affine LayerNorm (eps 1e-5)",
+                           choices=("adaln", "layernorm"))
+    head_detach: bool = opt(False, "no gradient into the token embeddings through the tied head (the authors)")
 
     def __post_init__(self):
         validate(self)
@@ -79,42 +99,6 @@ class ENATCache:
         return torch.equal(self.encoded, other.encoded)
 
 
-def _modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    return x * (1 + scale.unsqueeze(1)) + shift.unsqueeze(1)
-
-
-class SCBlock(nn.Module):
-    """adaLN-Zero Transformer block with SC-Attention: queries from its own tokens, keys/values
-    from [context tokens ; own tokens]. Without context it is plain self-attention."""
-
-    def __init__(self, dim: int, heads: int, mlp_ratio: float, qkv_bias: bool, ada: bool = True):
-        super().__init__()
-        self.heads = heads
-        self.norm1 = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
-        self.norm_ctx = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
-        self.norm2 = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
-        self.qkv = nn.Linear(dim, 3 * dim, bias=qkv_bias)
-        self.kv_ctx = nn.Linear(dim, 2 * dim, bias=qkv_bias)
-        self.proj = nn.Linear(dim, dim)
-        self.mlp = Mlp(dim, mlp_ratio)
-        # shift/scale/gate (attn), shift/scale/gate (mlp), shift/scale (context)
-        self.ada = nn.Sequential(nn.SiLU(), nn.Linear(dim, 8 * dim)) if ada else None
-
-    def forward(self, x: torch.Tensor, mod: torch.Tensor, ctx: torch.Tensor | None) -> torch.Tensor:
-        """x [B, n, d]; mod = self.ada(class embedding) [B, 8d]; ctx [B, m, d] or None."""
-        b, n, d = x.shape
-        h = self.heads
-        sh1, sc1, g1, sh2, sc2, g2, shc, scc = mod.chunk(8, dim=-1)
-        q, k, v = self.qkv(_modulate(self.norm1(x), sh1, sc1)).view(b, n, 3, h, d // h).unbind(2)
-        if ctx is not None and ctx.shape[1] > 0:
-            kc, vc = self.kv_ctx(_modulate(self.norm_ctx(ctx), shc, scc)).view(
-                b, ctx.shape[1], 2, h, d // h).unbind(2)
-            k, v = torch.cat([kc, k], 1), torch.cat([vc, v], 1)
-        out = sdpa(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
-        x = x + g1.unsqueeze(1) * self.proj(out.transpose(1, 2).reshape(b, n, d))
-        return x + g2.unsqueeze(1) * self.mlp(_modulate(self.norm2(x), sh2, sc2))
-
-
 class ENAT(nn.Module):
     """Disentangled NAT with feature reuse. See module docstring."""
     arch = "enat"
@@ -125,33 +109,37 @@ class ENAT(nn.Module):
         self.config = c = config
         self.reuse = True               # False: recompute every step (see without_reuse)
         ada = not c.class_table
+        modulated_out = c.final_layer == "adaln"
+        block = lambda: SCBlock(c.dim, c.heads, c.mlp_ratio, c.qkv_bias, ada, c.gelu_tanh)  # noqa: E731
         self.token_emb = nn.Embedding(c.codebook_size + 1, c.dim)
         # (registration order = initialisation order: a seed builds the same weights whether or not
         # the model is later folded)
         self.class_emb = nn.Embedding(c.num_classes + 1, c.dim) if ada else None
         self.pos_emb = nn.Parameter(torch.zeros(1, c.seq_len, c.dim))
+        self.embed_norm = nn.LayerNorm(c.dim, eps=1e-6) if c.embed_norm else None
         self.dropout = nn.Dropout(c.dropout)
-        self.encoder = nn.ModuleList([SCBlock(c.dim, c.heads, c.mlp_ratio, c.qkv_bias, ada)
-                                      for _ in range(c.encoder_depth)])
-        self.enc_norm = nn.LayerNorm(c.dim)
-        self.reuse_norm = nn.LayerNorm(c.dim)
-        self.reuse_mlp = Mlp(c.dim, 1.0)       # cached features -> context: x + MLP(LN(x))
-        self.decoder = nn.ModuleList([SCBlock(c.dim, c.heads, c.mlp_ratio, c.qkv_bias, ada)
-                                      for _ in range(c.decoder_depth)])
-        self.out_norm = nn.LayerNorm(c.dim, elementwise_affine=False, eps=1e-6)
-        self.out_ada = nn.Sequential(nn.SiLU(), nn.Linear(c.dim, 2 * c.dim)) if ada else None
-        self.head = TiedHead(c.dim, c.codebook_size)
+        self.encoder = nn.ModuleList([block() for _ in range(c.encoder_depth)])
+        self.enc_norm = nn.LayerNorm(c.dim) if modulated_out else nn.Identity()
+        self.reuse_norm = nn.LayerNorm(c.dim, eps=c.reuse_eps)          # P(f) = f + MLP(LN(f))
+        self.reuse_mlp = Mlp(c.dim, c.reuse_hidden_ratio, c.gelu_tanh)
+        self.decoder = nn.ModuleList([block() for _ in range(c.decoder_depth)])
+        self.out_norm = nn.LayerNorm(c.dim, elementwise_affine=False, eps=1e-6) if modulated_out \
+            else nn.LayerNorm(c.dim, eps=1e-5)
+        self.out_ada = nn.Sequential(nn.SiLU(), nn.Linear(c.dim, 2 * c.dim)) if ada and modulated_out else None
+        self.head = TiedHead(c.dim, c.codebook_size, detach=c.head_detach)
         if not ada:  # per label: every block's 8d modulations, then the output layer's 2d (zero: identity)
             blocks = c.encoder_depth + c.decoder_depth
-            self.mod_table = nn.Parameter(torch.zeros(c.num_classes + 1, blocks * 8 * c.dim + 2 * c.dim))
+            out = 2 * c.dim if modulated_out else 0
+            self.mod_table = nn.Parameter(torch.zeros(c.num_classes + 1, blocks * 8 * c.dim + out))
         init_weights(self)
         nn.init.trunc_normal_(self.pos_emb, std=0.02)
         if ada:
             for blk in list(self.encoder) + list(self.decoder):   # adaLN-Zero: blocks start as identity
                 nn.init.zeros_(blk.ada[-1].weight)
                 nn.init.zeros_(blk.ada[-1].bias)
-            nn.init.zeros_(self.out_ada[-1].weight)
-            nn.init.zeros_(self.out_ada[-1].bias)
+            if self.out_ada is not None:
+                nn.init.zeros_(self.out_ada[-1].weight)
+                nn.init.zeros_(self.out_ada[-1].bias)
 
     mask_id = property(lambda self: self.config.codebook_size)
     null_label = property(lambda self: self.config.num_classes)
@@ -162,40 +150,48 @@ class ENAT(nn.Module):
     def _embed(self, ids: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
         """Embeddings of the tokens `ids` [B, n] at positions `pos` [B, n]."""
         p = self.pos_emb.expand(ids.shape[0], -1, -1)
-        return self.dropout(self.token_emb(ids) + gather_positions(p, pos))
+        x = self.token_emb(ids) + gather_positions(p, pos)
+        return self.dropout(x if self.embed_norm is None else self.embed_norm(x))
 
-    def modulations(self, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """adaLN parameters of every block [B, E + D, 8d] and of the output layer [B, 2d]."""
+    def modulations(self, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """adaLN parameters of every block [B, E + D, 8d] and of the output layer [B, 2d] (None
+        with the plain LayerNorm output layer)."""
         blocks = list(self.encoder) + list(self.decoder)
         if self.config.class_table:
             row = self.mod_table[labels]
             split = len(blocks) * 8 * self.config.dim
-            return row[:, :split].view(labels.shape[0], len(blocks), -1), row[:, split:]
+            out = row[:, split:] if self.config.final_layer == "adaln" else None
+            return row[:, :split].view(labels.shape[0], len(blocks), -1), out
         c = self.class_emb(labels)
-        return torch.stack([blk.ada(c) for blk in blocks], 1), self.out_ada(c)
+        out = self.out_ada(c) if self.out_ada is not None else None
+        return torch.stack([blk.ada(c) for blk in blocks], 1), out
+
+    def project(self, features: torch.Tensor) -> torch.Tensor:
+        """The reuse projection P(f) = f + MLP(LN(f)) of cached features."""
+        return features + self.reuse_mlp(self.reuse_norm(features))
 
     def encode(self, ids: torch.Tensor, pos: torch.Tensor, mod: torch.Tensor,
                context: torch.Tensor | None = None) -> torch.Tensor:
-        """Final features of visible tokens `ids` at `pos` (mod: [B, E(+D), 8d]); `context` =
-        cached features of previously encoded tokens (None: encode from scratch)."""
+        """Features of visible tokens `ids` at `pos` (mod: [B, E(+D), 8d]); `context` = the
+        (projected) features of previously encoded tokens they attend to (None: from scratch)."""
         x = self._embed(ids, pos)
-        if context is not None and context.shape[1] > 0:
-            context = context + self.reuse_mlp(self.reuse_norm(context))
-        else:
+        if context is not None and context.shape[1] == 0:
             context = None
         for i, blk in enumerate(self.encoder):
             x = blk(x, mod[:, i], context)
         return self.enc_norm(x)
 
-    def decode(self, query: torch.Tensor, mod: torch.Tensor, out_mod: torch.Tensor,
+    def decode(self, query: torch.Tensor, mod: torch.Tensor, out_mod: torch.Tensor | None,
                visible: torch.Tensor) -> torch.Tensor:
         """Logits [B, M, K] for the [MASK] positions `query` [B, M] given visible features
         (mod: the decoder blocks' modulations [B, D, 8d])."""
         y = self._embed(torch.full_like(query, self.mask_id), query)
         for i, blk in enumerate(self.decoder):
             y = blk(y, mod[:, i], visible)
-        sh, sc = out_mod.chunk(2, dim=-1)
-        return self.head(_modulate(self.out_norm(y), sh, sc), self.token_emb.weight)
+        y = self.out_norm(y)
+        if out_mod is not None:
+            y = _modulate(y, *out_mod.chunk(2, dim=-1))
+        return self.head(y, self.token_emb.weight)
 
     @staticmethod
     def _positions(mask: torch.Tensor) -> torch.Tensor:
@@ -245,10 +241,17 @@ class ENAT(nn.Module):
                 raise AutonatError("ENAT cache holds a position that is masked again (decoded tokens "
                                    "must never be re-masked when reusing features)")
         new = visible & ~encoded
+        context = None
+        projected = self.config.reuse_mode == "projected"
+        if bool(encoded.any()) and (projected or bool(new.any())):
+            old_pos = self._positions(encoded)
+            context = self.project(gather_positions(features, old_pos))
+            if projected:                                  # the cache now holds P(cache)
+                features = features.scatter(1, old_pos.unsqueeze(-1).expand(-1, -1, context.shape[-1]),
+                                            context.to(features.dtype))
         if bool(new.any()):
             new_pos = self._positions(new)
-            old = gather_positions(features, self._positions(encoded)) if bool(encoded.any()) else None
-            feats = self.encode(ids.gather(1, new_pos), new_pos, mod[:, :self.config.encoder_depth], old)
+            feats = self.encode(ids.gather(1, new_pos), new_pos, mod[:, :self.config.encoder_depth], context)
             features = features.scatter(1, new_pos.unsqueeze(-1).expand(-1, -1, feats.shape[-1]),
                                         feats.to(features.dtype))
         return ENATCache(features, visible)
@@ -337,5 +340,6 @@ def fold_class_conditioning(model: ENAT) -> ENAT:
         raise AutonatError(f"fold_class_conditioning: unexpected missing weights {missing}")
     labels = torch.arange(model.config.num_classes + 1, device=model.pos_emb.device)
     mod, out_mod = model.modulations(labels)
-    folded.mod_table.copy_(torch.cat([mod.flatten(1), out_mod], 1).float())
+    parts = [mod.flatten(1)] + ([out_mod] if out_mod is not None else [])
+    folded.mod_table.copy_(torch.cat(parts, 1).float())
     return folded.to(model.pos_emb.device).train(model.training)

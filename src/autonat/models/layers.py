@@ -47,14 +47,17 @@ class Attention(nn.Module):
 
 
 class Mlp(nn.Module):
-    def __init__(self, dim: int, ratio: float = 4.0):
+    """fc2(GELU(fc1(x))); `gelu_tanh` = the tanh approximation (ENAT's released blocks)."""
+
+    def __init__(self, dim: int, ratio: float = 4.0, gelu_tanh: bool = False):
         super().__init__()
         hidden = int(dim * ratio)
         self.fc1 = nn.Linear(dim, hidden)
         self.fc2 = nn.Linear(hidden, dim)
+        self.approximate = "tanh" if gelu_tanh else "none"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(F.gelu(self.fc1(x)))
+        return self.fc2(F.gelu(self.fc1(x), approximate=self.approximate))
 
 
 class Block(nn.Module):
@@ -79,18 +82,20 @@ class Block(nn.Module):
 
 class TiedHead(nn.Module):
     """Output head as released: Linear -> GELU -> LayerNorm -> dot with the token embeddings + bias.
-    Only the first `codebook_size` embedding rows are used, so [MASK] is never predicted."""
+    Only the first `codebook_size` embedding rows are used, so [MASK] is never predicted. `detach`:
+    the embedding receives no gradient through the head (the authors' code)."""
 
-    def __init__(self, dim: int, codebook_size: int):
+    def __init__(self, dim: int, codebook_size: int, detach: bool = False):
         super().__init__()
-        self.codebook_size = codebook_size
+        self.codebook_size, self.detach = codebook_size, detach
         self.fc = nn.Linear(dim, dim)
         self.norm = nn.LayerNorm(dim)
         self.bias = nn.Parameter(torch.zeros(codebook_size))
 
     def forward(self, h: torch.Tensor, embedding: torch.Tensor) -> torch.Tensor:
         h = self.norm(F.gelu(self.fc(h)))
-        return F.linear(h, embedding[:self.codebook_size], self.bias)
+        w = embedding[:self.codebook_size]
+        return F.linear(h, w.detach() if self.detach else w, self.bias)
 
 
 def gather_positions(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:

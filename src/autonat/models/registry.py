@@ -40,32 +40,49 @@ SIZES: dict[str, dict[str, dict[str, Any]]] = {
 }
 
 
-def parse_model_name(name: str) -> tuple[str, str]:
-    """`small` / `uvit-small` -> (uvit, small); `enat-small` / `enat:small` -> (enat, small).
-    Unknown names are an error listing the known ones."""
-    arch, size = "uvit", str(name)
+# The authors' released layouts, as config overrides on top of a size (`autonat convert` uses them;
+# `tiny-official` etc. train them from scratch).
+VARIANTS: dict[str, dict[str, dict[str, Any]]] = {
+    "uvit": {"official": dict(class_norm=True, embed_eps=1e-6, head_detach=True)},
+    "enat": {"official": dict(reuse_mode="projected", embed_norm=True, gelu_tanh=True, reuse_hidden_ratio=4.0,
+                              reuse_eps=1e-6, final_layer="layernorm", qkv_bias=True, head_detach=True)},
+}
+ALIASES = {"autonat-L": "uvit-L-official"}     # the released AutoNAT-L (ImageNet-256)
+
+
+def parse_model_name(name: str) -> tuple[str, str, str]:
+    """`small` / `uvit-small` -> (uvit, small, ""); `enat-small` -> (enat, small, "");
+    `enat-L-official` / `autonat-L` -> (enat | uvit, L, official). Unknown names are an error
+    listing the known ones."""
+    name = ALIASES.get(str(name), str(name))
+    arch, rest = "uvit", name
     for sep in (":", "-"):
-        head, _, tail = str(name).partition(sep)
+        head, _, tail = name.partition(sep)
         if tail and head in ARCHS:
-            arch, size = head, tail
+            arch, rest = head, tail
             break
-    if size not in SIZES[arch]:
+    variant = ""
+    for v in VARIANTS[arch]:
+        if rest.endswith("-" + v):
+            rest, variant = rest[:-len(v) - 1], v
+    if rest not in SIZES[arch]:
         known = [s for s in SIZES["uvit"]] + [f"enat-{s}" for s in SIZES["enat"]]
-        raise AutonatError(f"unknown model {name!r}; known: {', '.join(known)}")
-    return arch, size
+        raise AutonatError(f"unknown model {name!r}; known: {', '.join(known)} (add -official for the "
+                           f"authors' layout, e.g. enat-L-official; autonat-L = uvit-L-official)")
+    return arch, rest, variant
 
 
 def canonical_model_name(name: str) -> str:
-    """The one spelling of a model name stored in configs: `uvit-small`, `enat-small`, ..."""
-    arch, size = parse_model_name(name)
-    return f"{arch}-{size}"
+    """The one spelling of a model name stored in configs: `uvit-small`, `enat-L-official`, ..."""
+    arch, size, variant = parse_model_name(name)
+    return f"{arch}-{size}" + (f"-{variant}" if variant else "")
 
 
 def model_config(name: str, **overrides: Any):
     """Config of a named model, with the data-dependent dims (codebook_size, seq_len, num_classes)
     and any other field given as overrides."""
-    arch, size = parse_model_name(name)
-    return ARCHS[arch][1](**{**SIZES[arch][size], **overrides})
+    arch, size, variant = parse_model_name(name)
+    return ARCHS[arch][1](**{**SIZES[arch][size], **VARIANTS[arch].get(variant, {}), **overrides})
 
 
 def build_model(name: str, **overrides: Any) -> nn.Module:

@@ -33,6 +33,10 @@ class UViTConfig:
     mlp_ratio: float = opt(4.0, "MLP hidden = mlp_ratio * dim", min=0.25, max=64)
     dropout: float = opt(0.1, "dropout on the input embeddings, as released", min=0.0, max=1.0)
     qkv_bias: bool = opt(False, "bias in the qkv projection")
+    # The authors' released layout (AutoNAT-L) differs in three details, all off by default:
+    class_norm: bool = opt(False, "the class token has its own LayerNorm (the authors' context_embed)")
+    embed_eps: float = opt(1e-5, "eps of the embedding LayerNorm(s) (the authors: 1e-6)", min=0.0, max=1.0)
+    head_detach: bool = opt(False, "no gradient into the token embeddings through the tied head (the authors)")
 
     def __post_init__(self):
         validate(self)
@@ -52,8 +56,9 @@ class UViT(nn.Module):
         self.config = c = config
         self.token_emb = nn.Embedding(c.codebook_size + 1, c.dim)
         self.class_emb = nn.Embedding(c.num_classes + 1, c.dim)
-        self.pos_emb = nn.Parameter(torch.zeros(1, c.seq_len + 1, c.dim))
-        self.in_norm = nn.LayerNorm(c.dim)
+        self.pos_emb = nn.Parameter(torch.zeros(1, c.seq_len + 1, c.dim))   # row 0: the class token
+        self.in_norm = nn.LayerNorm(c.dim, eps=c.embed_eps)
+        self.class_norm = nn.LayerNorm(c.dim, eps=c.embed_eps) if c.class_norm else None
         self.dropout = nn.Dropout(c.dropout)
         half = (c.depth - 1) // 2
         self.in_blocks = nn.ModuleList([Block(c.dim, c.heads, c.mlp_ratio, c.qkv_bias) for _ in range(half)])
@@ -61,7 +66,7 @@ class UViT(nn.Module):
         self.out_blocks = nn.ModuleList([Block(c.dim, c.heads, c.mlp_ratio, c.qkv_bias, skip=True)
                                          for _ in range(half)])
         self.out_norm = nn.LayerNorm(c.dim)
-        self.head = TiedHead(c.dim, c.codebook_size)
+        self.head = TiedHead(c.dim, c.codebook_size, detach=c.head_detach)
         init_weights(self)
         nn.init.trunc_normal_(self.pos_emb, std=0.02)
 
@@ -85,8 +90,11 @@ class UViT(nn.Module):
     # -- forward ----------------------------------------------------------------------------
     def features(self, ids: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Final hidden states of the image tokens [B, N, d]."""
-        x = torch.cat([self.class_emb(labels).unsqueeze(1), self.token_emb(ids)], dim=1)
-        x = self.dropout(self.in_norm(x + self.pos_emb))
+        x = torch.cat([self.class_emb(labels).unsqueeze(1), self.token_emb(ids)], dim=1) + self.pos_emb
+        if self.class_norm is None:
+            x = self.dropout(self.in_norm(x))
+        else:   # the authors' layout: separate LayerNorms, dropout on the image tokens only
+            x = torch.cat([self.class_norm(x[:, :1]), self.dropout(self.in_norm(x[:, 1:]))], dim=1)
         skips = []
         for blk in self.in_blocks:
             x = blk(x)

@@ -74,11 +74,11 @@ def run(cfg: SearchConfig, out: str | Path, log=print, show_progress: bool = Fal
         if cfg.steps > model.seq_len:
             raise AutonatError(f"steps (--steps) {cfg.steps} exceeds the model's {model.seq_len} tokens")
     else:
-        from ..tokenizer import Tokenizer
+        from ..tokenizer import load as load_tokenizer
         from ..tokens import TokenCache
         cache = TokenCache.open(cfg.tokens)
         tok_ref = cfg.tokenizer or cache.tokenizer_ref()
-        tokenizer = Tokenizer.from_pretrained(tok_ref, device)
+        tokenizer = load_tokenizer(tok_ref, device)
         cache.check_tokenizer(tokenizer.identity, str(tok_ref))
     if D.is_main():
         out.mkdir(parents=True, exist_ok=True)

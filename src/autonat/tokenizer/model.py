@@ -222,8 +222,3 @@ class Tokenizer(nn.Module):
         model = build_and_load(cls, config, path / "model.safetensors", what=str(path))
         model.identity = dir_identity(path)
         return model.to(device).eval()
-
-
-def load(name_or_path: str | Path = "fashion-mnist", device: str | torch.device = "cpu") -> Tokenizer:
-    """Load a tokenizer by shipped name (``fashion-mnist``) or directory."""
-    return Tokenizer.from_pretrained(name_or_path, device)
