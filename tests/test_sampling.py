@@ -122,3 +122,33 @@ def test_chunked_model_calls_give_the_same_tokens(model):
     a = sample(model, st, lab, IndexedNoise(0, tuple(range(7)))).ids
     b = sample(model, st, lab, IndexedNoise(0, tuple(range(7))), chunk=3).ids
     assert torch.equal(a, b)
+
+
+def test_halton_order_is_the_published_one():
+    """The 2-D Halton order (bases 2, 3 from index 1, row = base 2, first visit wins) over a 16x16
+    and a 24x24 grid: SHA-1 of the flat order as in valeoai/Halton-MaskGIT's sampler."""
+    import hashlib
+    from autonat.sampling import halton_order
+    for side, sha1 in ((16, "770d0648ebf164f8393a9ac10371a5e8cdbd4170"), (24, "57d546ad632c32b79d5f2a641f81707f0152a880")):
+        order = halton_order(side * side).tolist()
+        assert sorted(order) == list(range(side * side))
+        assert hashlib.sha1(",".join(map(str, order)).encode()).hexdigest() == sha1
+    assert halton_order(49).tolist()[:4] == [23, 11, 35, 3]    # 7x7: (3,2), (1,4), (5,0), (0,3)
+
+
+def test_halton_reveals_tokens_in_its_order_whatever_the_confidence(model):
+    """With order='halton', the canvas after step t holds exactly the first N - masked[t] positions
+    of the Halton order, for every image; the counts follow N (2/pi) arcsin(t/T), at least t."""
+    import math
+    from autonat.presets import halton
+    from autonat.sampling import halton_order
+    T = 6
+    st = halton(T, guidance=1.5)
+    out = sample(model, st, torch.arange(5) % 10, IndexedNoise(2, tuple(range(5))), trace=True)
+    order = halton_order(N)
+    for t, step in enumerate(out.trace):
+        revealed = N - out.masked_counts[t + 1]
+        assert revealed == max(t + 1, int(N * math.asin((t + 1) / T) * 2 / math.pi))
+        visible = torch.zeros(N, dtype=torch.bool)
+        visible[order[:revealed]] = True
+        assert torch.equal(~step["mask"], visible.expand(5, -1))
