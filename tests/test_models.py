@@ -17,8 +17,10 @@ def test_registry_sizes():
     assert SIZES["uvit"]["S"] == dict(dim=512, depth=13, heads=8)
     assert SIZES["uvit"]["L"] == dict(dim=768, depth=25, heads=8)
     assert SIZES["enat"]["L"] == dict(dim=1024, encoder_depth=22, decoder_depth=2, heads=16)
-    assert parse_model_name("enat-small") == ("enat", "small") and parse_model_name("S") == ("uvit", "S")
-    assert parse_model_name("enat-small-d2") == ("enat", "small-d2")
+    assert parse_model_name("enat-small") == ("enat", "small", "") and parse_model_name("S") == ("uvit", "S", "")
+    assert parse_model_name("enat-small-d2") == ("enat", "small-d2", "")
+    assert parse_model_name("autonat-L") == ("uvit", "L", "official")
+    assert parse_model_name("enat-L-official") == ("enat", "L", "official")
     with pytest.raises(AutonatError, match="unknown model 'huge'"):
         model_config("huge", codebook_size=8, seq_len=4, num_classes=2)
     with pytest.raises(AutonatError, match="odd"):

@@ -48,6 +48,9 @@ ORDERS = ("confidence", "halton")
 MAX_STEPS = 4096
 FORMAT = "autonat-strategy"
 SCHEDULES = ("r", "tau1", "tau2", "s")
+FIELDS = ("format", "version", "name", "steps", "guidance", "rounding", "order", "always_uncond", *SCHEDULES)
+# What a search writes next to the strategy (read by people and reports, not by the sampler).
+METADATA = ("mask_dist", "final", "method", "searched_for", "featnet")
 
 
 def _floats(name: str, values: Any) -> tuple[float, ...]:
@@ -170,7 +173,10 @@ class Strategy:
         missing = [k for k in SCHEDULES if k not in d]
         if missing:
             raise AutonatError(f"{where}strategy lacks {missing} (expects r, tau1, tau2, s lists)")
-        # (other keys, e.g. a search's `final` results, travel with the file and are not read here)
+        unknown = sorted(set(d) - set(FIELDS) - set(METADATA))
+        if unknown:
+            raise AutonatError(f"{where}strategy: unknown key(s) {unknown}; known: {', '.join(FIELDS)} "
+                               f"(and search metadata: {', '.join(METADATA)})")
         steps = d.get("steps")
         if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int)):
             raise AutonatError(f"{where}strategy: steps must be a whole number, got {steps!r}")

@@ -155,9 +155,11 @@ def _load_array(path: Path, mmap: bool = False) -> np.ndarray:
 
 def write_token_cache(tokenizer, dataset: ArrayDataset, out: str | os.PathLike, *, hflip: bool = False,
                       batch_size: int = 500, bf16: bool = False, tokenizer_name: str = "",
-                      chunk: int = 5000, show_progress: bool = True) -> TokenCache:
+                      chunk: int | None = None, show_progress: bool = True) -> TokenCache:
     """Tokenize every image of `dataset` (and its mirror image if `hflip`) into a cache at `out`.
-    fp32 by default: bf16 can flip the nearest code of borderline vectors."""
+    Progress is saved every `chunk` images (default: every 10 batches). fp32 by default: bf16 can
+    flip the nearest code of borderline vectors."""
+    chunk = chunk or 10 * batch_size
     out = Path(out)
     g = tokenizer.config.grid_size
     want = (tokenizer.config.channels, tokenizer.config.image_size, tokenizer.config.image_size)

@@ -108,6 +108,6 @@ def config_from_args(cls: type, args: argparse.Namespace, **overrides: Any) -> A
             kwargs[f.name] = overrides[f.name]
         elif dataclasses.is_dataclass(kind):
             kwargs[f.name] = config_from_args(kind, args, **overrides)
-        elif hasattr(args, f.name):
+        elif f.metadata.get("cli", True) and hasattr(args, f.name):
             kwargs[f.name] = getattr(args, f.name)
     return cls(**kwargs)

@@ -50,11 +50,16 @@ class FeatureStats:
         path = Path(path)
         if not path.is_file():
             raise AutonatError(f"reference statistics not found: {path}")
-        with np.load(path) as d:
-            if "mu" not in d or "sigma" not in d:
-                raise AutonatError(f"{path}: not pytorch-fid statistics (needs arrays mu, sigma)")
-            mu, sigma = d["mu"].astype(np.float64), d["sigma"].astype(np.float64)
-            n = int(d["n"]) if "n" in d else 0
+        try:
+            with np.load(path, allow_pickle=False) as d:
+                if "mu" not in d or "sigma" not in d:
+                    raise AutonatError(f"{path}: not pytorch-fid statistics (needs arrays mu, sigma)")
+                mu, sigma = d["mu"].astype(np.float64), d["sigma"].astype(np.float64)
+                n = int(d["n"]) if "n" in d else 0
+        except (ValueError, OSError, EOFError, AttributeError) as e:
+            raise AutonatError(f"{path}: not a readable .npz of statistics ({str(e).splitlines()[0][:150]})") from None
+        if not (np.isfinite(mu).all() and np.isfinite(sigma).all()):
+            raise AutonatError(f"{path}: the statistics contain non-finite values")
         if mu.ndim != 1 or sigma.shape != (mu.shape[0], mu.shape[0]):
             raise AutonatError(f"{path}: mu {mu.shape} and sigma {sigma.shape} do not match")
         return cls(mu, sigma, n)
