@@ -156,3 +156,29 @@ def test_convert_cli_writes_a_self_contained_model_that_samples(tmp_path, capsys
     assert main(["convert", "--checkpoint", str(tmp_path / "bad.pth"), "--vqgan", str(tmp_path / "vqgan.ckpt"),
                  "--out", str(tmp_path / "bad")]) == 2
     assert not (tmp_path / "bad").exists()
+
+
+@pytest.mark.parametrize("name,kind,expect", [
+    ("autonat-L-imagenet256", "uvit", dict(dim=768, depth=25, heads=8, seq_len=256, codebook_size=1024, num_classes=1000)),
+    ("enat-L-imagenet256", "enat", dict(dim=1024, encoder_depth=22, decoder_depth=2, heads=16, seq_len=256,
+                                        codebook_size=1024, num_classes=1000)),
+    ("maskgit-vqgan-f16", "vqgan", dict(ch=128, ch_mult=(1, 1, 2, 2, 4), z_channels=256, codebook_size=1024)),
+])
+def test_the_released_key_sets_convert_completely(name, kind, expect):
+    """The exact key names and shapes of the three released checkpoints (meta tensors: no memory)
+    map onto autonat's models with nothing missing, nothing unknown, and the released dims."""
+    from autonat.convert import detect
+    spec = json.loads((FIX / "released_keys" / f"{name}.keys.json").read_text())["state_dict"]
+    state = {k: torch.empty(shape, device="meta") for k, shape in spec.items()}
+    assert detect(state) == kind
+    fn = {"uvit": uvit_from_official, "enat": enat_from_official, "vqgan": vqgan_from_official}[kind]
+    cfg, converted, ignored = fn(state)
+    assert all(getattr(cfg, k) == v for k, v in expect.items()), cfg
+    cls = {"uvit": UViT, "enat": ENAT, "vqgan": MaskGITVQGAN}[kind]
+    with torch.device("meta"):
+        model = cls(cfg)
+    model.load_state_dict(converted, strict=True, assign=True)      # every tensor, right shape
+    numel = lambda shape: int(torch.tensor(shape).prod())  # noqa: E731
+    dropped = 1 if kind != "vqgan" else 0          # the output bias of [MASK], which is never predicted
+    assert (sum(v.numel() for v in converted.values()) + sum(numel(spec[k]) for k in ignored) + dropped
+            == sum(numel(s) for s in spec.values()))

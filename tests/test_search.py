@@ -248,3 +248,11 @@ def test_alternating_loop_keeps_a_better_initial_p_r_outside_the_beta_family(tmp
     assert out["mask_dist"] == "arccos"
     fids = [r["fid"] for r in out["alternations"]]
     assert all(b <= a + 1e-12 for a, b in zip(fids, fids[1:]))
+
+
+@pytest.mark.parametrize("method,extra", [("fd", {}), ("spsa", {"spsa_k": 2}), ("fd", {"knobs": ("tau1", "s")})])
+def test_planned_evaluations_is_what_the_optimiser_does(method, extra):
+    from autonat.search.generation import planned_evaluations
+    cfg = GenSearchConfig(method=method, max_updates=3, **extra)
+    res = optimize_generation(quadratic, maskgit(T), cfg)
+    assert res.evaluations == planned_evaluations(cfg, T)

@@ -1,9 +1,13 @@
-"""The user's whole CLI workflow on a tiny image folder, end to end: tokenizer -> token cache ->
-NAT training -> sampling -> evaluation -> generation-strategy search (re-run from its trial store) ->
-sampling with the found strategy -> every plot. Tiny configs; checks artefacts, not quality."""
+"""The README's own-data workflow, end to end, as a new user runs it: an RGB image folder that is
+not Fashion-MNIST (with one unreadable file), relative paths from one working directory, the
+trained model moved elsewhere and used from another: tokenizer -> token cache -> NAT -> feature
+network -> evaluation -> generation-strategy search (re-run from its trial store) -> sampling
+with the found strategy (checked through the trace) -> export -> plots; and Algorithm 1 on the
+same cache. Tiny configs: this checks behaviour and artefacts, not image quality."""
 from __future__ import annotations
 
 import json
+import shutil
 import sqlite3
 
 import numpy as np
@@ -22,119 +26,157 @@ def _png(path):
     return data
 
 
+def _last_json(capsys):
+    return json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+
+
 @pytest.fixture(scope="module")
-def folder(tmp_path_factory):
-    """Two classes of 28x28 grey images with some structure (bars at class-dependent places)."""
+def work(tmp_path_factory):
+    """An RGB 16x16 folder of two classes (red bars, blue blocks) and one broken file."""
     from PIL import Image
-    root = tmp_path_factory.mktemp("wf") / "imgs"
+    root = tmp_path_factory.mktemp("wf")
+    imgs = root / "shapes"
     rng = np.random.default_rng(0)
     for c, name in enumerate(("bars", "blocks")):
-        (root / name).mkdir(parents=True)
+        (imgs / name).mkdir(parents=True)
         for i in range(24):
-            a = (rng.random((28, 28)) * 40).astype(np.uint8)
-            lo = 4 + (i % 6) * 2
+            a = (rng.random((16, 16, 3)) * 40).astype(np.uint8)
+            lo = 2 + (i % 6)
             if c == 0:
-                a[:, lo:lo + 5] = 220
+                a[:, lo:lo + 3, 0] = 220
             else:
-                a[lo:lo + 9, lo:lo + 9] = 200
-            Image.fromarray(a, mode="L").save(root / name / f"{i}.png")
+                a[lo:lo + 6, lo:lo + 6, 2] = 200
+            Image.fromarray(a, mode="RGB").save(imgs / name / f"{i}.png")
+    (imgs / "bars" / "broken.png").write_bytes(b"this is not a png")
     return root
 
 
 @pytest.fixture(scope="module")
-def trained(folder):
-    work = folder.parent
-    assert main(["tokenizer", "train", "--data", str(folder), "--channels", "1", "--out", str(work / "tok"),
-                 "--steps", "4", "--batch-size", "8", "--base-channels", "8", "--codebook-size", "32",
-                 "--eval-every", "4", "--no-bf16", *COMMON]) == 0
-    assert main(["tokenize", "--tokenizer", str(work / "tok"), "--data", str(folder), "--channels", "1",
-                 "--out", str(work / "cache"), "--quiet"]) == 0
-    assert main(["train", "--tokens", str(work / "cache"), "--model", "tiny", "--steps", "6", "--batch-size", "8",
-                 "--warmup", "2", "--out", str(work / "nat"), "--no-bf16", *COMMON]) == 0
-    return work
+def trained(work):
+    """The README's own-data commands with relative paths, run from `work/a`."""
+    import os
+    a = work / "a"
+    a.mkdir()
+    old = os.getcwd()
+    os.chdir(a)
+    try:
+        data = "../shapes"
+        assert main(["tokenizer", "train", "--data", data, "--out", "runs/tok"] + COMMON) == 2   # broken file
+        assert main(["tokenizer", "train", "--data", data, "--skip-bad", "--out", "runs/tok", "--steps", "4",
+                     "--batch-size", "8", "--base-channels", "8", "--codebook-size", "32", "--eval-every", "4",
+                     "--no-bf16"] + COMMON) == 0
+        # resolution and channels come from the tokenizer (16 px RGB); no --resolution / --channels
+        assert main(["tokenize", "--tokenizer", "runs/tok", "--data", data, "--skip-bad", "--out", "runs/tokens"]
+                    + COMMON) == 0
+        assert main(["train", "--tokens", "runs/tokens", "--model", "tiny", "--steps", "6", "--batch-size", "8",
+                     "--warmup", "0", "--out", "runs/nat", "--no-bf16"] + COMMON) == 0
+        assert main(["featnet", "train", "--data", data, "--skip-bad", "--epochs", "1", "--batch-size", "8",
+                     "--out", "runs/featnet", "--no-bf16"] + COMMON) == 0
+    finally:
+        os.chdir(old)
+    moved = work / "elsewhere" / "my-model"
+    moved.parent.mkdir()
+    shutil.move(str(a / "runs" / "nat"), moved)         # a copied / shared / moved run
+    shutil.rmtree(a / "runs" / "tok")                     # the tokenizer travels inside the model
+    return {"model": moved, "featnet": a / "runs" / "featnet", "tokens": a / "runs" / "tokens",
+            "data": work / "shapes", "b": work}
 
 
-def test_train_writes_a_loadable_model_with_its_configs(trained):
-    nat = trained / "nat"
-    cfg = json.loads((nat / "config.json").read_text())
-    assert cfg["arch"] == "uvit" and cfg["model"]["codebook_size"] == 32 and cfg["model"]["num_classes"] == 2
-    assert (nat / "model.safetensors").is_file() and (nat / "train_config.json").is_file()
-    lines = [json.loads(x) for x in (nat / "log.jsonl").read_text().splitlines() if x.strip()]
-    assert lines and all(np.isfinite(x["loss"]) for x in lines if "loss" in x)
+@pytest.fixture
+def in_b(trained, monkeypatch):
+    monkeypatch.chdir(trained["b"])
+    return trained
 
 
-def test_sample_with_trace(trained):
-    out = trained / "samples"
-    assert main(["sample", "--model", str(trained / "nat"), "--tokenizer", str(trained / "tok"), "--steps", "4",
-                 "--n", "6", "--classes", "bars,blocks", "--out", str(out), "--trace", *COMMON]) == 0
+def test_the_moved_model_is_self_contained(in_b):
+    cfg = json.loads((in_b["model"] / "config.json").read_text())
+    assert cfg["arch"] == "uvit" and cfg["model"]["num_classes"] == 2 and cfg["tokenizer"]["name"] == "tokenizer"
+    assert (in_b["model"] / "tokenizer" / "config.json").is_file()
+    out = in_b["b"] / "samples"
+    assert main(["sample", "--model", str(in_b["model"]), "--steps", "3", "--n", "6", "--classes", "bars,blocks",
+                 "--out", str(out), "--trace"] + COMMON) == 0
     _png(out / "grid.png")
-    assert len(list(out.glob("0*.png"))) == 6
+    _png(out / "strip.png")
     with np.load(out / "tokens.npz") as z:
-        assert z["tokens"].shape == (6, 7, 7) and z["tokens"].max() < 32 and list(z["labels"]) == [0, 1] * 3
-    trace = json.loads((out / "trace.json").read_text())
-    assert trace["masked_counts"][0] == 49 and trace["masked_counts"][-1] == 0
-    assert len(trace["steps"]) == 4
+        assert z["tokens"].shape == (6, 4, 4) and list(z["labels"]) == [0, 1] * 3
 
 
-def test_evaluate_json_against_own_reference(trained, folder, capsys):
-    assert main(["evaluate", "--model", str(trained / "nat"), "--tokenizer", str(trained / "tok"), "--steps", "4",
-                 "--n", "16", "--ref-data", str(folder), "--no-pr", "--json", *COMMON]) == 0
-    res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert res["n"] == 16 and res["steps"] == 4 and np.isfinite(res["fid"]) and res["fid"] > 0
-    assert res["flops_per_image"] > 0 and res["images_per_second"] > 0
-    (trained / "evals.jsonl").write_text(json.dumps(res) + "\n")
+def test_autonat_strategy_before_any_search_is_a_clear_error(in_b, capsys):
+    out = in_b["b"] / "none"
+    assert main(["sample", "--model", str(in_b["model"]), "--strategy", "autonat", "--steps", "3", "--n", "2",
+                 "--out", str(out)] + COMMON) == 2
+    err = capsys.readouterr().err
+    assert "autonat search" in err and not out.exists()
 
 
-def test_search_resumes_then_samples_with_the_found_strategy(trained, folder, capsys):
-    out = trained / "search"
-    argv = ["search", "--only", "generation", "--model", str(trained / "nat"), "--tokenizer", str(trained / "tok"),
+def test_evaluation_names_its_feature_network(in_b, capsys):
+    ref = ["--reference-data", str(in_b["data"]), "--skip-bad"]
+    assert main(["evaluate", "--model", str(in_b["model"]), "--steps", "3", "--n", "16", "--featnet",
+                 str(in_b["featnet"]), "--no-pr", "--json"] + ref + COMMON) == 0
+    res = _last_json(capsys)
+    assert res["metric"] == "shapes" and "fid_shapes" in res and res["featnet"] and np.isfinite(res["fid"])
+    assert main(["evaluate", "--model", str(in_b["model"]), "--steps", "3", "--n", "16", "--no-pr", "--json"]
+                + ref + COMMON) == 0
+    cap = capsys.readouterr()
+    assert json.loads(cap.out.strip().splitlines()[-1])["metric"] == "fmnist"
+    assert "Fashion-MNIST feature network" in cap.err             # a loud warning, not silence
+    (in_b["b"] / "evals.jsonl").write_text(json.dumps(res) + "\n")
+
+
+def test_search_installs_into_the_model_and_autonat_uses_exactly_it(in_b, capsys):
+    out = in_b["b"] / "search"
+    argv = ["search", "--only", "generation", "--model", str(in_b["model"]), "--featnet", str(in_b["featnet"]),
             "--steps", "3", "--method", "spsa", "--n", "16", "--n-final", "16", "--max-updates", "2",
-            "--ref-data", str(folder), "--out", str(out), *COMMON]
+            "--ref-data", str(in_b["data"]), "--skip-bad", "--out", str(out)] + COMMON
     assert main(argv) == 0
-    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert summary["evaluations"] >= 3 and summary["final"]["n"] == 16
+    summary = _last_json(capsys)
+    installed = in_b["model"] / "strategies" / "T3.json"
+    assert summary["installed"] == str(installed) and summary["metric"] == "shapes"
     best = json.loads((out / "best_strategy.json").read_text())
-    assert best["steps"] == 3 and best["r"][-1] == 0.0
-    assert (out / "report.md").is_file()
     with sqlite3.connect(out / "trials.sqlite") as db:
         n_before = db.execute("select count(*) from evaluations").fetchone()[0]
-    assert main(argv) == 0                         # same command again: everything is cached
+    assert main(argv) == 0                                         # same command: all cached
     with sqlite3.connect(out / "trials.sqlite") as db:
         assert db.execute("select count(*) from evaluations").fetchone()[0] == n_before
-    assert main(["sample", "--model", str(trained / "nat"), "--tokenizer", str(trained / "tok"),
-                 "--strategy", str(out / "best_strategy.json"), "--steps", "3", "--n", "2",
-                 "--out", str(trained / "found"), *COMMON]) == 0
-    _png(trained / "found" / "grid.png")
-    # a step count the file was not searched for is a clear error, not a silent interpolation
-    assert main(["sample", "--model", str(trained / "nat"), "--tokenizer", str(trained / "tok"),
-                 "--strategy", str(out / "best_strategy.json"), "--steps", "5", "--n", "2",
-                 "--out", str(trained / "bad"), *COMMON]) == 2
-    assert not (trained / "bad").exists()
+    assert main(argv[:-len(COMMON)] + ["--n", "12"] + COMMON) == 2  # other settings, same --out: refused
+    s = in_b["b"] / "found"
+    assert main(["sample", "--model", str(in_b["model"]), "--strategy", "autonat", "--steps", "3", "--n", "2",
+                 "--out", str(s), "--trace"] + COMMON) == 0
+    trace = json.loads((s / "trace.json").read_text())
+    assert trace["strategy_source"] == str(installed)
+    assert all(trace["strategy"][k] == best[k] for k in ("r", "tau1", "tau2", "s"))
+    assert main(["sample", "--model", str(in_b["model"]), "--strategy", "autonat", "--steps", "4", "--n", "2",
+                 "--out", str(in_b["b"] / "bad")] + COMMON) == 2   # not searched for T=4
+    # exported: self-contained, strategies included, usable from anywhere
+    exported = in_b["b"] / "exported"
+    assert main(["export", "--model", str(in_b["model"]), "--out", str(exported)]) == 0
+    assert main(["sample", "--model", str(exported), "--strategy", "autonat", "--steps", "3", "--n", "2",
+                 "--out", str(in_b["b"] / "from-export")] + COMMON) == 0
 
 
-def test_every_plot(trained):
-    plots = trained / "plots"
-    assert main(["plot", "strategy", "maskgit", str(trained / "search" / "best_strategy.json"), "--steps", "3",
+def test_every_plot(in_b):
+    plots = in_b["b"] / "plots"
+    search = in_b["b"] / "search"
+    assert main(["plot", "strategy", "maskgit", "halton", str(search / "best_strategy.json"), "--steps", "3",
                  "--out", str(plots / "schedules.png")]) == 0
-    assert main(["plot", "search", str(trained / "search"), "--max-evals", "3",
-                 "--out", str(plots / "search.png")]) == 0
-    assert main(["plot", "frontier", str(trained / "evals.jsonl"), "--out", str(plots / "frontier.png")]) == 0
-    assert main(["plot", "strip", "--model", str(trained / "nat"), "--tokenizer", str(trained / "tok"),
-                 "--steps", "3", "--classes", "0,1", "--out", str(plots / "strip.png")]) == 0
+    assert main(["plot", "search", str(search), "--max-evals", "3", "--out", str(plots / "search.png")]) == 0
+    assert main(["plot", "frontier", str(in_b["b"] / "evals.jsonl"), "--out", str(plots / "frontier.png")]) == 0
+    assert main(["plot", "strip", "--model", str(in_b["model"]), "--steps", "3", "--classes", "0,1",
+                 "--out", str(plots / "strip.png")]) == 0
     for f in ("schedules", "search", "frontier", "strip"):
         _png(plots / f"{f}.png")
 
 
-def test_full_alternating_search_reports_table_6a_and_resumes(trained, folder, capsys):
+def test_full_alternating_search_reports_table_6a_and_resumes(in_b, capsys):
     """Algorithm 1 through the CLI: train candidates under p(r), search both strategies, report the
     2x2 ablation on fresh seeds; the same command again trains and evaluates nothing."""
-    out = trained / "alt"
-    argv = ["search", "--tokens", str(trained / "cache"), "--model", "tiny", "--tokenizer", str(trained / "tok"),
+    out = in_b["b"] / "alt"
+    argv = ["search", "--tokens", str(in_b["tokens"]), "--model", "tiny", "--featnet", str(in_b["featnet"]),
             "--steps", "3", "--n", "16", "--n-final", "16", "--max-updates", "1", "--max-trainings", "2",
             "--max-alternations", "1", "--train-steps", "3", "--train-batch-size", "8",
-            "--ref-data", str(folder), "--out", str(out), "--no-bf16", *COMMON]
+            "--ref-data", str(in_b["data"]), "--skip-bad", "--out", str(out), "--no-bf16"] + COMMON
     assert main(argv) == 0
-    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    summary = _last_json(capsys)
     abl = summary["final"]["ablation"]
     assert set(abl) == {"baseline", "generation_only", "training_only", "both"}
     assert all(np.isfinite(v) for v in abl.values())
@@ -149,6 +191,5 @@ def test_full_alternating_search_reports_table_6a_and_resumes(trained, folder, c
     with sqlite3.connect(out / "trials.sqlite") as db:
         assert [db.execute(f"select count(*) from {t}").fetchone()[0]
                 for t in ("evaluations", "trainings")] == counts
-    # the report lists this run's alternations once (0 = initial, 1), not the earlier run's again
     section = (out / "report.md").read_text().split("## Alternations")[1].split("\n\n")[1]
     assert [row.split("|")[1].strip() for row in section.splitlines()[2:]] == ["0", "1"]

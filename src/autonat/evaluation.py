@@ -40,6 +40,7 @@ class EvalConfig:
     reference_split: str = opt("train", "split of the reference data")
     reference_stats: str = opt("", "pytorch-fid .npz (mu, sigma) to use instead of reference data "
                                    "(precision/recall and KID need features and are skipped)")
+    skip_bad: bool = opt(False, "skip unreadable files of the reference data instead of failing")
     precision_recall: bool = opt(True, "k-NN precision/recall against (up to) 10k reference features")
     kid: bool = opt(False, "also compute KID")
     count_flops: bool = opt(True, "count forward FLOPs per image")
@@ -75,14 +76,19 @@ def generate(model, tokenizer, strategy: Strategy, labels: torch.Tensor, sample_
     net = model.for_inference(bf16)
     gen = torch.Generator().manual_seed(seed * 1000003 + int(sample_ids[0]) if len(sample_ids) else seed)
     out = []
-    for s in progress(range(0, len(labels), batch_size), desc="sampling", disable=not show_progress):
+    batches = range(0, len(labels), batch_size)
+    bar = progress(total=len(batches) * strategy.steps, desc=f"sampling {len(labels)} images (decoding steps)",
+                   disable=not show_progress)
+    for s in batches:
         lab = labels[s:s + batch_size]
         nz = IndexedNoise(seed, tuple(int(i) for i in sample_ids[s:s + batch_size])) \
             if noise == "indexed" else gen
-        ids = sample(net, strategy, lab.to(device), nz, chunk=inference_chunk(device)).ids
+        ids = sample(net, strategy, lab.to(device), nz, chunk=inference_chunk(device),
+                     on_step=lambda t: bar.update(1)).ids
         with autocast(device, bf16):
             imgs = tokenizer.decode(ids)
         out.append(to_uint8(imgs.float().cpu()))
+    bar.close()
     return torch.cat(out) if out else torch.empty(0)
 
 
@@ -113,7 +119,7 @@ def evaluate_model(model, tokenizer, strategy: Strategy, extractor, cfg: EvalCon
     t0 = time.perf_counter()
     if ref_stats is None and ref_feats is None and D.is_main():   # only rank 0 scores
         ref_feats = reference_features(extractor, cfg.reference_data, cfg.reference_split,
-                                       show_progress=show_progress)
+                                       show_progress=show_progress, skip_bad=cfg.skip_bad)
     labels = class_balanced_labels(cfg.n, model.null_label, cfg.seed)
     lo, hi = D.shard(cfg.n)
     t1 = time.perf_counter()
@@ -145,8 +151,9 @@ def evaluate_model(model, tokenizer, strategy: Strategy, extractor, cfg: EvalCon
 
 def evaluate_real(extractor, cfg: EvalConfig, show_progress: bool = True) -> dict:
     """Real-vs-real floor: reference (train) statistics vs the first n test images."""
-    ref = reference_features(extractor, cfg.reference_data, cfg.reference_split, show_progress=show_progress)
-    test = load_dataset(cfg.reference_data, "test")
+    ref = reference_features(extractor, cfg.reference_data, cfg.reference_split, show_progress=show_progress,
+                             skip_bad=cfg.skip_bad)
+    test = load_dataset(cfg.reference_data, "test", skip_bad=cfg.skip_bad)
     n = min(cfg.n, len(test))
     feats, probs = extract(extractor, test.images[:n], show_progress=show_progress, desc="test features")
     return {**score(feats, probs, ref, extractor.metric_name, cfg), "n": n, "what": "real test vs train"}
@@ -154,8 +161,9 @@ def evaluate_real(extractor, cfg: EvalConfig, show_progress: bool = True) -> dic
 
 def evaluate_reconstructions(tokenizer, extractor, cfg: EvalConfig, show_progress: bool = True) -> dict:
     """rFID: tokenizer reconstructions of the first n test images vs reference statistics."""
-    ref = reference_features(extractor, cfg.reference_data, cfg.reference_split, show_progress=show_progress)
-    test = load_dataset(cfg.reference_data, "test")
+    ref = reference_features(extractor, cfg.reference_data, cfg.reference_split, show_progress=show_progress,
+                             skip_bad=cfg.skip_bad)
+    test = load_dataset(cfg.reference_data, "test", skip_bad=cfg.skip_bad)
     n = min(cfg.n, len(test))
     recs = []
     device = tokenizer.codebook_device

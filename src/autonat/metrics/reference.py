@@ -20,13 +20,12 @@ from .fid import FeatureStats
 
 
 def load_extractor(kind: str = "fmnist", weights: str | None = None, device="cpu"):
-    """`fmnist`: the shipped Fashion-MNIST feature network (or a featnet directory in `weights`);
+    """`fmnist`: the shipped Fashion-MNIST feature network, or a feature-network directory in
+    `weights` (its metric is named in its config: fmnist, or the data it was trained on);
     `inception`: pytorch-fid's InceptionV3 from a user-supplied weights file."""
     if kind in ("fmnist", "fashion-mnist"):
         from .features import FeatureNet
-        net = FeatureNet.from_pretrained(weights or "fashion-mnist", device)
-        net.metric_name = "fmnist"
-        return net
+        return FeatureNet.from_pretrained(weights or "fashion-mnist", device)   # metric_name from its config
     if kind == "inception":
         from .inception import load_inception
         return load_inception(weights, device)
@@ -56,9 +55,11 @@ def _cache_path(extractor, dataset: ArrayDataset, split: str) -> Path:
 
 
 def reference_features(extractor, data: str = "fashion-mnist", split: str = "train",
-                       dataset: ArrayDataset | None = None, show_progress: bool = True) -> torch.Tensor:
-    """Features of every image of a real split, cached on disk by identity."""
-    ds = dataset if dataset is not None else load_dataset(data, split)
+                       dataset: ArrayDataset | None = None, show_progress: bool = True,
+                       skip_bad: bool = False) -> torch.Tensor:
+    """Features of every image of a real split, cached on disk by identity (`skip_bad`: skip
+    unreadable image files instead of failing)."""
+    ds = dataset if dataset is not None else load_dataset(data, split, skip_bad=skip_bad)
     path = _cache_path(extractor, ds, split)
     if path.is_file():
         try:
@@ -76,8 +77,9 @@ def reference_features(extractor, data: str = "fashion-mnist", split: str = "tra
 
 
 def reference_stats(extractor, data: str = "fashion-mnist", split: str = "train",
-                    stats_path: str | None = None, show_progress: bool = True) -> FeatureStats:
+                    stats_path: str | None = None, show_progress: bool = True, skip_bad: bool = False) -> FeatureStats:
     """Statistics of a real split (cached), or imported from a pytorch-fid npz (`stats_path`)."""
     if stats_path:
         return FeatureStats.load_npz(stats_path)
-    return FeatureStats.from_features(reference_features(extractor, data, split, show_progress=show_progress))
+    return FeatureStats.from_features(reference_features(extractor, data, split, show_progress=show_progress,
+                                                         skip_bad=skip_bad))

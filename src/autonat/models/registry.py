@@ -45,7 +45,9 @@ SIZES: dict[str, dict[str, dict[str, Any]]] = {
 VARIANTS: dict[str, dict[str, dict[str, Any]]] = {
     "uvit": {"official": dict(class_norm=True, embed_eps=1e-6, head_detach=True)},
     "enat": {"official": dict(reuse_mode="projected", embed_norm=True, gelu_tanh=True, reuse_hidden_ratio=4.0,
-                              reuse_eps=1e-6, final_layer="layernorm", qkv_bias=True, head_detach=True)},
+                              reuse_eps=1e-6, final_layer="layernorm", qkv_bias=True, head_detach=True),
+             # only the authors' reuse semantics, on autonat's layout (the reuse-semantics comparison)
+             "projected": dict(reuse_mode="projected")},
 }
 ALIASES = {"autonat-L": "uvit-L-official"}     # the released AutoNAT-L (ImageNet-256)
 

@@ -151,6 +151,13 @@ class SearchResult:
         return len(self.history)
 
 
+def planned_evaluations(cfg: GenSearchConfig, steps: int) -> int:
+    """How many objective evaluations `optimize_generation` will make (for progress and ETAs)."""
+    active = int(_active(steps, cfg.knobs).sum())
+    n = 1 + cfg.max_updates * (active + 1) if cfg.method == "fd" else 2 + 2 * cfg.spsa_k * cfg.max_updates
+    return min(n, cfg.max_evals)
+
+
 class _Budget(Exception):
     pass
 

@@ -35,7 +35,7 @@ from ..models.registry import load_model
 from ..presets import resolve_strategy
 from ..strategy import Strategy
 from ..training import TrainConfig, train
-from .generation import GenSearchConfig, SearchResult, optimize_generation
+from .generation import GenSearchConfig, SearchResult, optimize_generation, planned_evaluations
 from .store import TrialStore, trial_key
 from .training_strategy import BetaSearchConfig, line_search_beta, moment_matched_beta
 
@@ -72,6 +72,7 @@ class SearchConfig:
     ref_data: str = opt("fashion-mnist", "real data whose statistics FID is measured against "
                                          "(fashion-mnist, an IDX directory or your image folder)")
     ref_split: str = opt("train", "split of the reference data")
+    skip_bad: bool = opt(False, "skip unreadable files of the reference data instead of failing")
     steps: int = opt(4, "T of the searched strategy", min=2, max=1024)
     n: int = opt(2000, "samples per FID evaluation during the search", min=2)
     n_final: int = opt(10000, "samples of the final fresh-seed evaluations", min=2)
@@ -114,7 +115,7 @@ class Searcher:
 
     # -- cached primitives -------------------------------------------------------------------
     def fid(self, model, strategy: Strategy, *, seed: int | None = None, n: int | None = None,
-            tag: str = "search") -> float:
+            tag: str = "search", quiet: bool = False) -> float:
         n = n or self.cfg.n
         if seed is None:
             if self.cfg.crn:
@@ -140,7 +141,8 @@ class Searcher:
         if D.is_main():
             self.store.put_eval(key, tag=tag, model=model.identity, inputs=inputs, seed=seed, n=n,
                                 fid=res["fid"], metrics={"is": res["is"]}, wall_seconds=wall)
-        self.log(f"[{tag}] FID {res['fid']:.3f} (n={n}, seed={seed}, {wall:.1f}s)")
+        if not quiet:
+            self.log(f"[{tag}] FID {res['fid']:.3f} (n={n}, seed={seed}, {wall:.1f}s)")
         return res["fid"]
 
     def trained(self, mask_dist: str):
@@ -170,7 +172,15 @@ class Searcher:
                      f"than one of the {n_tok} tokens, so most r differences will be exactly zero; "
                      f"consider --eps-ratio {1 / n_tok:.3g} or more")
         t0 = time.perf_counter()
-        res = optimize_generation(lambda st: self.fid(model, st, tag=tag), init, self.cfg.gen, seed=self.cfg.seed,
+        planned = planned_evaluations(self.cfg.gen, init.steps)
+
+        def progress(rec: dict) -> None:
+            k, spent = rec["eval"], time.perf_counter() - t0
+            eta = spent / k * (planned - k)
+            self.log(f"[{tag}] evaluation {k}/{planned}: FID {rec['value']:.3f} (best {rec['best_value']:.3f}), "
+                     f"{spent / 60:.1f} min so far, ETA {eta / 60:.1f} min")
+        res = optimize_generation(lambda st: self.fid(model, st, tag=tag, quiet=True), init, self.cfg.gen,
+                                  seed=self.cfg.seed, on_eval=progress,
                                   on_update=lambda u, st, f: self.log(
                                       f"[{tag}] update {u}: F = {f:.3f}" if f == f else f"[{tag}] update {u}"))
         self.store.log_event("generation_search", {"tag": tag, "model": model.identity,

@@ -83,8 +83,12 @@ def run(cfg: SearchConfig, out: str | Path, log=print, show_progress: bool = Fal
     if D.is_main():
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_json(out / "search_config.json", config_to_dict(cfg))
-    ref = reference_features(extractor, cfg.ref_data, cfg.ref_split, show_progress=show_progress) \
-        if D.is_main() else None
+    from ..evaluation import feature_warning
+    warn = feature_warning(extractor, cfg.ref_data)
+    if warn:
+        log(warn)
+    ref = reference_features(extractor, cfg.ref_data, cfg.ref_split, show_progress=show_progress,
+                             skip_bad=cfg.skip_bad) if D.is_main() else None
     if cfg.only == "generation":
         s = Searcher(out, cfg, tokenizer, extractor, ref, log=log, show_progress=show_progress)
         res = s.search_generation(model, init)
