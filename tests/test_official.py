@@ -182,3 +182,56 @@ def test_the_released_key_sets_convert_completely(name, kind, expect):
     dropped = 1 if kind != "vqgan" else 0          # the output bias of [MASK], which is never predicted
     assert (sum(v.numel() for v in converted.values()) + sum(numel(spec[k]) for k in ignored) + dropped
             == sum(numel(s) for s in spec.values()))
+
+
+@pytest.fixture(scope="module")
+def imagenet_like(tmp_path_factory):
+    """A converted model (the ENAT fixture, 4x4 tokens, 64 px RGB through the converted VQGAN), a
+    fake pytorch-fid Inception weight file (right keys, random values) and fake ImageNet statistics."""
+    import numpy as np
+    from autonat.convert import convert
+    from autonat.metrics.inception import FIDInceptionV3
+    root = tmp_path_factory.mktemp("imagenet")
+    w, _, _ = _load("enat")
+    v, _, _ = _load("vqgan")
+    torch.save(w, root / "enat.pth")
+    torch.save(v, root / "vqgan.ckpt")
+    convert(root / "enat.pth", root / "model", vqgan=root / "vqgan.ckpt", heads=2, enc_dec=(2, 2), image_size=64,
+            groups=2)
+    torch.manual_seed(0)
+    torch.save(FIDInceptionV3().state_dict(), root / "pt_inception-fake.pth")
+    a = np.random.default_rng(0).normal(size=(2048, 64))
+    np.savez(root / "imagenet256.npz", mu=np.zeros(2048), sigma=a @ a.T / 64)
+    return root
+
+
+def test_imagenet_evaluation_path_with_inception_and_imported_statistics(imagenet_like, capsys):
+    from autonat.cli import main
+    r = imagenet_like
+    argv = ["evaluate", "--model", str(r / "model"), "--strategy", "enat", "--steps", "4", "--n", "6",
+            "--batch-size", "3", "--features", "inception", "--inception-weights", str(r / "pt_inception-fake.pth"),
+            "--reference-stats", str(r / "imagenet256.npz"), "--json", "--quiet", "--device", "cpu"]
+    assert main(argv) == 0
+    res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert res["metric"] == "inception" and "fid_inception" in res and res["reference"].endswith("imagenet256.npz")
+    assert res["n"] == 6 and res["flops_per_image"] > 0
+
+
+@pytest.mark.slow
+def test_search_on_a_converted_model_under_torchrun(imagenet_like, tmp_path):
+    import os
+    import subprocess
+    import sys
+    r = imagenet_like
+    out = tmp_path / "search"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "autonat",
+           "search", "--only", "generation", "--model", str(r / "model"), "--init-strategy", "enat", "--steps", "4",
+           "--num-samples", "4", "--n-final", "4", "--batch-size", "2", "--method", "spsa", "--max-updates", "1",
+           "--features", "inception", "--inception-weights", str(r / "pt_inception-fake.pth"),
+           "--ref-stats", str(r / "imagenet256.npz"), "--no-bf16", "--device", "cpu", "--quiet", "--out", str(out)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "AUTONAT_PROGRESS": "0"}
+    p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
+    assert p.returncode == 0, p.stderr[-3000:]
+    best = json.loads((out / "best_strategy.json").read_text())
+    assert best["steps"] == 4 and best["rounding"] == "floor-unclamped"        # the init's rules are kept
+    assert (r / "model" / "strategies" / "T4.json").is_file()

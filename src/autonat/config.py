@@ -22,10 +22,12 @@ T = TypeVar("T")
 
 def opt(default: Any = dataclasses.MISSING, help: str = "", *, min: float | None = None,
         max: float | None = None, choices: tuple | None = None, cli: bool = True,
-        finite: bool = True, default_factory: Any = dataclasses.MISSING) -> Any:
+        finite: bool = True, aliases: tuple[str, ...] = (), default_factory: Any = dataclasses.MISSING) -> Any:
     """A dataclass field with help text and bounds (`min`/`max` inclusive) in its metadata.
-    `cli=False` keeps it off the command line; `finite=False` allows inf/nan for floats."""
-    meta = {"help": help, "min": min, "max": max, "choices": choices, "cli": cli, "finite": finite}
+    `cli=False` keeps it off the command line; `finite=False` allows inf/nan for floats;
+    `aliases` are further flags for the same option."""
+    meta = {"help": help, "min": min, "max": max, "choices": choices, "cli": cli, "finite": finite,
+            "aliases": aliases}
     if default_factory is not dataclasses.MISSING:
         return dataclasses.field(default_factory=default_factory, metadata=meta)
     return dataclasses.field(default=default, metadata=meta)

@@ -29,7 +29,7 @@ from .strategy import Strategy
 @dataclass(frozen=True)
 class EvalConfig:
     """How a generator is evaluated (saved with every result)."""
-    n: int = opt(10000, "generated samples", min=2)
+    n: int = opt(10000, "generated samples", min=2, aliases=("--num-samples",))
     seed: int = opt(0, "evaluation seed: labels and noise of sample i depend only on (seed, i)", min=0)
     batch_size: int = opt(250, "sampling batch size", min=1)
     noise: str = opt("indexed", "indexed = common random numbers keyed by (seed, sample, step); "

@@ -32,7 +32,7 @@ class SampleConfig:
     guidance: float | None = opt(None, "override s(t) with this constant (default: the strategy's)", min=0.0)
     classes: str = opt("", "comma-separated class ids or names, 'null' = unconditional (default: all "
                            "classes, round-robin)")
-    n: int = opt(64, "number of images", min=1, max=1_000_000)
+    n: int = opt(64, "number of images", min=1, max=1_000_000, aliases=("--num-samples",))
     seed: int = opt(0, "sampling seed", min=0)
     batch_size: int = opt(256, "images per sampling batch", min=1)
     trace: bool = opt(False, "also write trace.json and a decoding strip (strip.png)")

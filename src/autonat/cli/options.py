@@ -75,14 +75,15 @@ def add_config_args(parser: argparse.ArgumentParser, cls: type, *, exclude: tupl
         default = defaults.get(f.name, f.default if f.default is not dataclasses.MISSING
                                else f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
         help_ = f.metadata.get("help", "").replace("%", "%%")   # argparse formats help with %
+        flags = [flag_name(f.name), *f.metadata.get("aliases", ())]
         choices = f.metadata.get("choices")
         if kind is bool:
-            group.add_argument(flag_name(f.name), dest=f.name, action=argparse.BooleanOptionalAction,
+            group.add_argument(*flags, dest=f.name, action=argparse.BooleanOptionalAction,
                                default=default, help=help_)
             continue
         if typing.get_origin(kind) is tuple:
             parse, shown = _tuple_parser(typing.get_args(kind)), ",".join(map(str, default or ()))
-            group.add_argument(flag_name(f.name), dest=f.name, type=parse, default=default,
+            group.add_argument(*flags, dest=f.name, type=parse, default=default,
                                metavar="A,B,...", help=f"{help_} (default: {shown})")
             continue
         parse = _SCALARS.get(kind, str)
@@ -92,10 +93,10 @@ def add_config_args(parser: argparse.ArgumentParser, cls: type, *, exclude: tupl
             def parse(text, base=base):      # noqa: E306 - "none" selects the automatic value
                 return None if text.strip().lower() in ("", "none", "auto") else base(text)
         if f.name in required:
-            group.add_argument(flag_name(f.name), dest=f.name, type=parse, required=True, choices=choices,
+            group.add_argument(*flags, dest=f.name, type=parse, required=True, choices=choices,
                                help=help_ + " (required)")
             continue
-        group.add_argument(flag_name(f.name), dest=f.name, type=parse, default=default,
+        group.add_argument(*flags, dest=f.name, type=parse, default=default,
                            choices=choices, help=help_ + (" (default: %(default)s)" if help_ else ""))
 
 

@@ -29,7 +29,7 @@ from .. import distributed as D
 from ..evaluation import EvalConfig, evaluate_model
 from ..checkpoint import has_checkpoint
 from ..config import opt, validate
-from ..io import AutonatError, atomic_write_json
+from ..io import AutonatError, atomic_write_json, sha256_file
 from ..masking import SAMPLING_VERSION, Beta, parse_mask_dist
 from ..models.registry import load_model
 from ..presets import resolve_strategy
@@ -67,14 +67,19 @@ class SearchConfig:
                              "search: a model directory or shipped name")
     tokens: str = opt("", "token cache (full search)")
     tokenizer: str = opt("", "tokenizer (default: the model's / the cache's)")
+    features: str = opt("fmnist", "feature network of the FID: a featnet (the shipped Fashion-MNIST one, or "
+                                  "--featnet) or InceptionV3 (pytorch-fid weights)", choices=("fmnist", "inception"))
     featnet: str = opt("", "feature network directory defining the FID (default: the shipped "
                            "Fashion-MNIST one)")
+    inception_weights: str = opt("", "pytorch-fid InceptionV3 weights file (--features inception)")
+    ref_stats: str = opt("", "pytorch-fid .npz reference statistics (mu, sigma), e.g. ImageNet-256's, used "
+                             "instead of --ref-data")
     ref_data: str = opt("fashion-mnist", "real data whose statistics FID is measured against "
                                          "(fashion-mnist, an IDX directory or your image folder)")
     ref_split: str = opt("train", "split of the reference data")
     skip_bad: bool = opt(False, "skip unreadable files of the reference data instead of failing")
     steps: int = opt(4, "T of the searched strategy", min=2, max=1024)
-    n: int = opt(2000, "samples per FID evaluation during the search", min=2)
+    n: int = opt(2000, "samples per FID evaluation during the search", min=2, aliases=("--num-samples",))
     n_final: int = opt(10000, "samples of the final fresh-seed evaluations", min=2)
     seed: int = opt(0, "search seed (common random numbers, SPSA perturbations)", min=0)
     final_seed: int = opt(10**6, "seed of the final evaluations (disjoint from search seeds)", min=0)
@@ -110,8 +115,8 @@ class Searcher:
         self.log, self.show = log, show_progress
         self.fresh_counter = 0
         # Trials are keyed by the reference set too: another --ref-data never reuses a cached FID.
-        self.ref_id = "" if ref_feats is None else hashlib.sha256(
-            ref_feats.detach().cpu().contiguous().numpy().tobytes()).hexdigest()[:16]
+        self.ref_id = sha256_file(cfg.ref_stats)[:16] if cfg.ref_stats else "" if ref_feats is None else \
+            hashlib.sha256(ref_feats.detach().cpu().contiguous().numpy().tobytes()).hexdigest()[:16]
 
     # -- cached primitives -------------------------------------------------------------------
     def fid(self, model, strategy: Strategy, *, seed: int | None = None, n: int | None = None,
@@ -134,7 +139,7 @@ class Searcher:
             return hit["fid"]
         t0 = time.perf_counter()
         ecfg = EvalConfig(n=n, seed=seed, batch_size=self.cfg.batch_size, bf16=self.cfg.bf16,
-                          precision_recall=False, count_flops=False)
+                          reference_stats=self.cfg.ref_stats, precision_recall=False, count_flops=False)
         res = evaluate_model(model, self.tokenizer, strategy, self.extractor, ecfg, self.ref_feats,
                              show_progress=self.show)
         wall = time.perf_counter() - t0

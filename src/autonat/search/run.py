@@ -55,7 +55,9 @@ def _check_out(out: Path, cfg: SearchConfig) -> None:
 
 def run(cfg: SearchConfig, out: str | Path, log=print, show_progress: bool = False) -> SearchReport:
     """Run (or resume) a search; see the module docstring."""
-    from ..metrics.reference import load_extractor, reference_features
+    from ..evaluation import feature_warning, load_feature_extractor
+    from ..metrics.fid import FeatureStats
+    from ..metrics.reference import reference_features
     out = Path(out)
     if cfg.only == "all" and not cfg.tokens:
         raise AutonatError("a full search (--only all) needs --tokens (a token cache); use "
@@ -66,7 +68,9 @@ def run(cfg: SearchConfig, out: str | Path, log=print, show_progress: bool = Fal
     D.init_from_env(device)
     log = log if D.is_main() else (lambda *_: None)
     t0 = time.perf_counter()
-    extractor = load_extractor("fmnist", cfg.featnet or None, device)
+    extractor = load_feature_extractor(cfg.features, cfg.featnet, cfg.inception_weights, device)
+    if cfg.ref_stats:
+        FeatureStats.load_npz(cfg.ref_stats)                 # a bad file fails before any work
     if cfg.only == "generation":
         from ..pipeline import Pipeline
         pipe = Pipeline.from_pretrained(cfg.model, tokenizer=cfg.tokenizer or None, device=device)
@@ -83,12 +87,11 @@ def run(cfg: SearchConfig, out: str | Path, log=print, show_progress: bool = Fal
     if D.is_main():
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_json(out / "search_config.json", config_to_dict(cfg))
-    from ..evaluation import feature_warning
-    warn = feature_warning(extractor, cfg.ref_data)
+    warn = None if cfg.ref_stats else feature_warning(extractor, cfg.ref_data)
     if warn:
         log(warn)
     ref = reference_features(extractor, cfg.ref_data, cfg.ref_split, show_progress=show_progress,
-                             skip_bad=cfg.skip_bad) if D.is_main() else None
+                             skip_bad=cfg.skip_bad) if D.is_main() and not cfg.ref_stats else None
     if cfg.only == "generation":
         s = Searcher(out, cfg, tokenizer, extractor, ref, log=log, show_progress=show_progress)
         res = s.search_generation(model, init)
@@ -114,7 +117,7 @@ def run(cfg: SearchConfig, out: str | Path, log=print, show_progress: bool = Fal
                              "both": final["found"]}
     best = replace(best, name=f"autonat-T{cfg.steps}", source=str(out / "best_strategy.json"))
     summary.update({"final": final, "metric": extractor.metric_name, "featnet": extractor.identity,
-                    "reference": f"{cfg.ref_data}:{cfg.ref_split}", "n": cfg.n, "crn": cfg.crn,
+                    "reference": cfg.ref_stats or f"{cfg.ref_data}:{cfg.ref_split}", "n": cfg.n, "crn": cfg.crn,
                     "mask_dist": mask_dist, "seconds": time.perf_counter() - t0,
                     "method": cfg.gen.method, "steps": cfg.steps})
     report = SearchReport(best, mask_dist, final, summary)
