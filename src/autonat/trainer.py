@@ -24,6 +24,7 @@ import shutil
 import signal
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -31,10 +32,22 @@ import torch
 
 from . import distributed as D
 from .checkpoint import has_checkpoint, load_checkpoint
+from .config import opt
 from .io import AutonatError, Interrupted, atomic_write_json, load_json
 from .jobs import JsonlLog, progress
 
 WARMUP_CAP = 0.1        # warm-up never exceeds this fraction of the run
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """The skeleton's options, shared by every trainer's config (which extends this class)."""
+    log_every: int = opt(50, "log every N steps", min=1)
+    ckpt_every: int = opt(1000, "checkpoint every N steps", min=1)
+    ckpt_minutes: float = opt(10.0, "also checkpoint every N minutes of wall-clock", min=0.1)
+    seed: int = opt(0, "seed of every random stream", min=0)
+    bf16: bool = opt(True, "bf16 autocast (attention stays fp32 on CPU)")
+    device: str = opt("auto", "auto (CUDA if available), cpu, cuda, cuda:N")
 
 
 def effective_warmup(warmup: int, steps: int) -> int:
@@ -68,10 +81,11 @@ class TrainingRun:
     `config` is the JSON-ready dict saved as `train_config.json`; two runs are the same run iff
     their configs are equal."""
 
-    def __init__(self, out: str | Path, config: dict, *, steps: int, log_every: int, ckpt_every: int,
-                 ckpt_minutes: float, resume: bool, desc: str, show_progress: bool = True):
+    def __init__(self, out: str | Path, config: dict, options: RunOptions, *, steps: int, resume: bool,
+                 desc: str, show_progress: bool = True):
         self.out, self.config, self.steps = Path(out), config, steps
-        self.log_every, self.ckpt_every, self.ckpt_seconds = log_every, ckpt_every, 60 * ckpt_minutes
+        self.log_every, self.ckpt_every = options.log_every, options.ckpt_every
+        self.ckpt_seconds = 60 * options.ckpt_minutes
         self.resume, self.desc, self.show_progress = resume, desc, show_progress
         self.main = D.is_main()
         self.log = JsonlLog(self.out / "log.jsonl", enabled=False)

@@ -32,13 +32,13 @@ from .masking import ROUNDINGS, parse_mask_dist
 from .models.registry import build_model, canonical_model_name, count_parameters, load_model, save_model
 from .rng import epoch_indices, mix64, step_generator
 from .tokens import TokenCache
-from .trainer import TrainingRun, lr_at, short_run_warning
+from .trainer import RunOptions, TrainingRun, lr_at, short_run_warning
 
 SHIPPED_STEPS = 2000         # the shipped small models' training length (for short-run warnings)
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(RunOptions):
     """How a NAT is trained (saved as train_config.json; part of the model's identity)."""
     tokens: str = opt("", "token cache directory (from `autonat tokenize`)")
     model: str = opt("small", "U-ViT size (tiny, small, S, B, L) or enat-SIZE (enat-tiny, enat-small, ...)")
@@ -61,12 +61,6 @@ class TrainConfig:
     hflip: bool = opt(True, "use the mirrored view of the cache (if stored) half of the time")
     reuse_prob: float = opt(0.5, "ENAT: probability of training through the reuse path", min=0.0, max=1.0)
     init_from: str = opt("", "warm start from a saved model directory (e.g. to extend a finished run)")
-    log_every: int = opt(50, "log every N steps", min=1)
-    ckpt_every: int = opt(1000, "checkpoint every N steps", min=1)
-    ckpt_minutes: float = opt(10.0, "also checkpoint every N minutes of wall-clock", min=0.1)
-    seed: int = opt(0, "seed of every random stream", min=0)
-    bf16: bool = opt(True, "bf16 autocast (attention stays fp32 on CPU)")
-    device: str = opt("auto", "auto (CUDA if available), cpu, cuda, cuda:N")
 
     def __post_init__(self):
         validate(self)
@@ -141,9 +135,8 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, show_progress
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.model, codebook_size=cache.codebook_size, seq_len=cache.seq_len,
                         num_classes=cache.num_classes).to(device)
-    run = TrainingRun(out, config_to_dict(cfg), steps=cfg.steps, log_every=cfg.log_every,
-                      ckpt_every=cfg.ckpt_every, ckpt_minutes=cfg.ckpt_minutes, resume=resume,
-                      desc=f"train {cfg.model}", show_progress=show_progress)
+    run = TrainingRun(out, config_to_dict(cfg), cfg, steps=cfg.steps, resume=resume, desc=f"train {cfg.model}",
+                      show_progress=show_progress)
     run.check()
     if cfg.init_from and not resume:
         init = load_model(cfg.init_from)
@@ -253,8 +246,7 @@ def export_model(model: torch.nn.Module, ema_state: dict, out: Path, tokenizer: 
 
 def check_resume(out: Path, cfg: TrainConfig) -> None:
     """Refuse `cfg` if it is not the configuration of the run in `out` (names the differences)."""
-    TrainingRun(out, config_to_dict(cfg), steps=cfg.steps, log_every=1, ckpt_every=1, ckpt_minutes=1,
-                resume=True, desc="").check()
+    TrainingRun(out, config_to_dict(cfg), cfg, steps=cfg.steps, resume=True, desc="").check()
 
 
 def _stderr(msg: str) -> None:

@@ -19,12 +19,12 @@ from ..data import ArrayDataset, has_split, load_dataset, to_float
 from ..io import AutonatError
 from ..jobs import autocast, pick_device
 from ..rng import epoch_indices, step_generator
-from ..trainer import TrainingRun, lr_at
+from ..trainer import RunOptions, TrainingRun, lr_at
 from .features import FeatureNet, FeatureNetConfig, with_unit_feature_variance
 
 
 @dataclass(frozen=True)
-class FeatureNetTrainConfig:
+class FeatureNetTrainConfig(RunOptions):
     """How a feature network is trained (saved as train_config.json)."""
     data: str = opt("fashion-mnist", "'fashion-mnist', a directory of IDX files, or an image folder")
     resolution: int | None = opt(None, "resize/center-crop images to this size (default: native)", min=4, max=4096)
@@ -35,11 +35,6 @@ class FeatureNetTrainConfig:
     lr: float = opt(0.1, "peak learning rate (SGD, Nesterov momentum 0.9)", min=0.0, max=10.0)
     weight_decay: float = opt(5e-4, "weight decay", min=0.0)
     log_every: int = opt(100, "log every N steps", min=1)
-    ckpt_every: int = opt(1000, "checkpoint every N steps", min=1)
-    ckpt_minutes: float = opt(10.0, "also checkpoint every N minutes of wall-clock", min=0.1)
-    seed: int = opt(0, "seed of every random stream", min=0)
-    bf16: bool = opt(True, "bf16 autocast")
-    device: str = opt("auto", "auto (CUDA if available), cpu, cuda, cuda:N")
 
     def __post_init__(self):
         validate(self)
@@ -106,8 +101,7 @@ def train_featnet(cfg: FeatureNetTrainConfig, out: str | Path, resume: bool = Fa
     steps = cfg.epochs * steps_per_epoch
     mcfg = FeatureNetConfig(in_channels=train.image_shape[0], image_size=train.image_shape[1],
                             num_classes=train.num_classes, metric=metric_name(cfg.data))
-    run = TrainingRun(out, {"model": config_to_dict(mcfg), "train": config_to_dict(cfg)}, steps=steps,
-                      log_every=cfg.log_every, ckpt_every=cfg.ckpt_every, ckpt_minutes=cfg.ckpt_minutes,
+    run = TrainingRun(out, {"model": config_to_dict(mcfg), "train": config_to_dict(cfg)}, cfg, steps=steps,
                       resume=resume, desc="featnet", show_progress=show_progress)
     torch.manual_seed(cfg.seed)
     net = FeatureNet(mcfg).to(device).to(memory_format=torch.channels_last)

@@ -23,9 +23,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..config import config_from_dict, config_to_dict, opt, validate
-from ..io import (AutonatError, atomic_save_tensors, atomic_write_json, dir_identity, files_identity,
-                  json_bytes, load_json, tensor_bytes)
+from ..config import config_from_dict, opt, validate
+from ..io import AutonatError, dir_identity, load_json
+from .interface import TokenizerInterface
 
 KIND = "maskgit-vqgan"
 
@@ -136,8 +136,9 @@ class Decoder(nn.Module):
         return self.conv_out(F.silu(self.norm_out(h)))
 
 
-class MaskGITVQGAN(nn.Module):
+class MaskGITVQGAN(nn.Module, TokenizerInterface):
     """Images in [0, 1] <-> token ids, with the interface of `autonat.tokenizer.Tokenizer`."""
+    KIND = KIND
 
     def __init__(self, config: MaskGITVQGANConfig):
         super().__init__()
@@ -147,14 +148,6 @@ class MaskGITVQGAN(nn.Module):
         self.quantize.embedding = nn.Embedding(config.codebook_size, config.z_channels)
         self.decoder = Decoder(config)
         self.identity = ""
-
-    @property
-    def codebook_size(self) -> int:
-        return self.config.codebook_size
-
-    @property
-    def num_tokens(self) -> int:
-        return self.config.grid_size ** 2
 
     @property
     def codebook_device(self) -> torch.device:
@@ -177,33 +170,13 @@ class MaskGITVQGAN(nn.Module):
         return self.decoder(q.to(self.decoder.conv_in.weight.dtype))
 
     def encode(self, images: torch.Tensor) -> torch.Tensor:
-        c, s = self.config.channels, self.config.image_size
-        if images.ndim != 4 or tuple(images.shape[1:]) != (c, s, s):
-            raise AutonatError(f"tokenizer expects images [B, {c}, {s}, {s}], got {list(images.shape)}")
+        self.check_images(images)
         return self.encode_raw(images)
 
     def decode(self, tokens: torch.Tensor) -> torch.Tensor:
-        g = self.config.grid_size
-        if tokens.ndim == 2 and tokens.shape[1] == g * g:
-            tokens = tokens.view(-1, g, g)
-        if tokens.ndim != 3 or tuple(tokens.shape[1:]) != (g, g):
-            raise AutonatError(f"tokenizer expects tokens [B, {g}, {g}], got {list(tokens.shape)}")
-        if tokens.numel() and (int(tokens.min()) < 0 or int(tokens.max()) >= self.codebook_size):
-            raise AutonatError(f"token ids must lie in [0, {self.codebook_size})")
-        return self.decode_raw(tokens).float().clamp(0, 1)
+        return self.decode_raw(self.checked_tokens(tokens)).float().clamp(0, 1)
 
-    # -- persistence ----------------------------------------------------------------------
-    def _config_json(self) -> dict:
-        return {"kind": KIND, **config_to_dict(self.config)}
-
-    def save_pretrained(self, path: str | Path) -> None:
-        path = Path(path)
-        atomic_save_tensors(path / "model.safetensors", self.state_dict())
-        atomic_write_json(path / "config.json", self._config_json())
-
-    def saved_identity(self) -> str:
-        return files_identity({"config.json": json_bytes(self._config_json()),
-                               "model.safetensors": tensor_bytes(self.state_dict())})
+    # -- persistence (save_pretrained, saved_identity: TokenizerInterface) --------------
 
     @classmethod
     def from_pretrained(cls, path: str | Path, device: str | torch.device = "cpu") -> "MaskGITVQGAN":

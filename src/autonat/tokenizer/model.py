@@ -15,9 +15,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..config import config_from_dict, config_to_dict, opt, validate
-from ..io import (AutonatError, atomic_save_tensors, atomic_write_json, dir_identity, files_identity,
-                  json_bytes, load_json, tensor_bytes)
+from ..config import config_from_dict, opt, validate
+from ..io import AutonatError, dir_identity, load_json
+from .interface import TokenizerInterface
 from .quantizer import QuantizerOutput, VectorQuantizer
 
 
@@ -117,9 +117,10 @@ class Decoder(nn.Module):
 # Tokenizer
 # ----------------------------------------------------------------------------------------------
 
-class Tokenizer(nn.Module):
+class Tokenizer(nn.Module, TokenizerInterface):
     """Images in [0, 1] <-> token ids. `encode`/`decode` are inference helpers (no grad, eval
     semantics); `forward` is the training path returning reconstruction + quantizer statistics."""
+    KIND = "tokenizer"
 
     def __init__(self, config: TokenizerConfig):
         super().__init__()
@@ -130,20 +131,7 @@ class Tokenizer(nn.Module):
         self.decoder = Decoder(config)
         self.identity = ""
 
-    @property
-    def codebook_size(self) -> int:
-        return self.config.codebook_size
-
-    @property
-    def num_tokens(self) -> int:
-        return self.config.grid_size ** 2
-
     # -- pixels <-> latent ----------------------------------------------------------------
-    def _check_images(self, x: torch.Tensor) -> None:
-        c, s = self.config.channels, self.config.image_size
-        if x.ndim != 4 or x.shape[1] != c or x.shape[2] != s or x.shape[3] != s:
-            raise AutonatError(f"tokenizer expects images [B, {c}, {s}, {s}], got {list(x.shape)}")
-
     def _pad(self, x: torch.Tensor) -> torch.Tensor:
         p = self.config.padded_size - self.config.image_size
         if p == 0:
@@ -168,7 +156,7 @@ class Tokenizer(nn.Module):
     @torch.no_grad()
     def encode(self, images: torch.Tensor) -> torch.Tensor:
         """float images [B, C, H, W] in [0, 1] -> token ids LongTensor [B, h, w]."""
-        self._check_images(images)
+        self.check_images(images)
         z = self.encoder(self._pad(images.to(self.codebook_device)) * 2 - 1)
         z = F.normalize(z.float(), dim=1)
         b, d, h, w = z.shape
@@ -178,37 +166,15 @@ class Tokenizer(nn.Module):
     @torch.no_grad()
     def decode(self, tokens: torch.Tensor) -> torch.Tensor:
         """token ids [B, h, w] (or [B, h*w]) -> float images [B, C, H, W] in [0, 1]."""
-        g = self.config.grid_size
-        if tokens.ndim == 2 and tokens.shape[1] == g * g:
-            tokens = tokens.view(-1, g, g)
-        if tokens.ndim != 3 or tuple(tokens.shape[1:]) != (g, g):
-            raise AutonatError(f"tokenizer expects tokens [B, {g}, {g}], got {list(tokens.shape)}")
-        if tokens.numel() and (int(tokens.min()) < 0 or int(tokens.max()) >= self.codebook_size):
-            raise AutonatError(f"token ids must lie in [0, {self.codebook_size}); got range "
-                               f"[{int(tokens.min())}, {int(tokens.max())}] (is a [MASK] id left?)")
-        q = self.quantizer.lookup(tokens.to(self.codebook_device).long())
+        tokens = self.checked_tokens(tokens)
+        q = self.quantizer.lookup(tokens.to(self.codebook_device))
         return ((self._crop(self.decoder(q)) + 1) / 2).float().clamp(0, 1)
 
     @property
     def codebook_device(self) -> torch.device:
         return self.quantizer.codebook.device
 
-    # -- persistence ----------------------------------------------------------------------
-    def save_pretrained(self, path: str | Path) -> None:
-        # File by file (weights first): `path` may also hold a training run worth keeping.
-        path = Path(path)
-        atomic_save_tensors(path / "model.safetensors", self.state_dict())
-        atomic_write_json(path / "config.json", self._config_json())
-
-    def _config_json(self) -> dict:
-        return {"kind": "tokenizer", **config_to_dict(self.config)}
-
-    def saved_identity(self) -> str:
-        """The identity `from_pretrained` will report after `save_pretrained` (same bytes, hashed
-        in memory): a tokenizer built in Python can be named before it is saved."""
-        return files_identity({"config.json": json_bytes(self._config_json()),
-                               "model.safetensors": tensor_bytes(self.state_dict())})
-
+    # -- persistence (save_pretrained, saved_identity: TokenizerInterface) --------------
     @classmethod
     def from_pretrained(cls, name_or_path: str | Path, device: str | torch.device = "cpu") -> "Tokenizer":
         from ..assets import resolve

@@ -19,12 +19,12 @@ from ..data import ArrayDataset, has_split, load_dataset, to_float
 from ..jobs import Throughput, autocast, pick_device, progress
 from ..io import AutonatError
 from ..rng import epoch_indices, mix64, step_generator
-from ..trainer import TrainingRun, lr_at, short_run_warning
+from ..trainer import RunOptions, TrainingRun, lr_at, short_run_warning
 from .model import Tokenizer, TokenizerConfig
 
 
 @dataclass(frozen=True)
-class TokenizerTrainConfig:
+class TokenizerTrainConfig(RunOptions):
     """How a tokenizer is trained (saved with the model config as train_config.json)."""
     data: str = opt("fashion-mnist", "'fashion-mnist', a directory of IDX files, or an image folder "
                                      "root/<class>/*.png (or flat)")
@@ -41,12 +41,7 @@ class TokenizerTrainConfig:
     hflip: bool = opt(True, "horizontal-flip augmentation")
     eval_every: int = opt(800, "evaluate on held-out images every N steps", min=1)
     eval_samples: int = opt(2000, "images of the periodic evaluation", min=1)
-    log_every: int = opt(50, "log every N steps", min=1)
     ckpt_every: int = opt(500, "checkpoint every N steps", min=1)
-    ckpt_minutes: float = opt(10.0, "also checkpoint every N minutes of wall-clock", min=0.1)
-    seed: int = opt(0, "seed of every random stream", min=0)
-    bf16: bool = opt(True, "bf16 autocast")
-    device: str = opt("auto", "auto (CUDA if available), cpu, cuda, cuda:N")
 
     def __post_init__(self):
         validate(self)
@@ -115,10 +110,8 @@ def train_tokenizer(model_cfg: TokenizerConfig, cfg: TokenizerTrainConfig, out: 
     if h != w:
         raise AutonatError(f"images are {h}x{w}; the tokenizer needs square images (set --resolution)")
     model_cfg = replace(model_cfg, channels=c, image_size=h)
-    run = TrainingRun(out, {"model": config_to_dict(model_cfg), "train": config_to_dict(cfg)},
-                      steps=cfg.steps, log_every=cfg.log_every, ckpt_every=cfg.ckpt_every,
-                      ckpt_minutes=cfg.ckpt_minutes, resume=resume, desc="tokenizer",
-                      show_progress=show_progress)
+    run = TrainingRun(out, {"model": config_to_dict(model_cfg), "train": config_to_dict(cfg)}, cfg,
+                      steps=cfg.steps, resume=resume, desc="tokenizer", show_progress=show_progress)
     torch.manual_seed(cfg.seed)
     tok = Tokenizer(model_cfg).to(device).to(memory_format=torch.channels_last)
     opt_ = torch.optim.AdamW([p for p in tok.parameters() if p.requires_grad], lr=cfg.lr,
