@@ -1,0 +1,137 @@
+"""The FID-vs-cost frontier of issue 17 in one run, every point measured here, now, the same way:
+NATs (U-ViT and ENAT with MaskGIT's heuristic, their searched AutoNAT strategies, the Halton
+scheduler and Halton + AutoNAT search) and the diffusion baseline (DPM-Solver++ 2M over steps,
+DDIM at 50, a guidance sweep), all scored with `fid_fmnist` on n fresh samples against the 60k
+training images, with FLOPs per image, images/s at batch 256 and batch-1 latency (both end to end:
+token decoding + tokenizer decoding for the NATs, the whole solver loop for diffusion).
+
+    python bench/frontier.py --out runs/frontier [--n 10000] [--diffusion runs/diffusion/unet-lr1e-3/model]
+
+One JSONL file per series in OUT (resumable: points already there are skipped), then
+OUT/frontier.png (FID vs GFLOPs and vs seconds/image) and OUT/table.md.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+NAT_SERIES = [  # (series, model, strategy, steps)
+    ("uvit-maskgit", "fashion-mnist", "maskgit", [4, 8]),
+    ("uvit-autonat", "fashion-mnist", "autonat", [4, 8]),
+    ("uvit-halton", "fashion-mnist", "halton", [4, 8, 16]),
+    ("enat-maskgit", "fashion-mnist-enat", "maskgit", [8]),
+    ("enat-autonat", "fashion-mnist-enat", "autonat", [8]),
+    ("enat-halton", "fashion-mnist-enat", "halton", [8]),
+]
+
+
+def done(path: Path, key: dict) -> bool:
+    if not path.is_file():
+        return False
+    return any(all(r.get(k) == v for k, v in key.items()) for r in map(json.loads, path.read_text().splitlines()))
+
+
+def latency_ms(pipe, strategy, steps: int, repeats: int = 20) -> float:
+    """Median end-to-end time of one image (sampling + tokenizer decoding), bf16."""
+    gen = torch.Generator()
+    times = []
+    for i in range(repeats + 2):
+        t = time.perf_counter()
+        pipe([i % 10], num_steps=steps, strategy=strategy, generator=gen.manual_seed(i), progress=False)
+        times.append(time.perf_counter() - t)
+    return 1000 * statistics.median(times[2:])
+
+
+def nat_point(series: str, model: str, strategy: str, steps: int, n: int, seed: int, out: Path, ref, net) -> None:
+    from autonat.evaluation import EvalConfig, evaluate_model
+    from autonat.pipeline import Pipeline
+    path = out / f"{series}.jsonl"
+    if done(path, {"steps": steps, "n": n, "strategy_spec": strategy}):
+        return
+    pipe = Pipeline.from_pretrained(model)
+    st = pipe.strategy(strategy, steps)
+    r = evaluate_model(pipe.model, pipe.tokenizer, st, net, EvalConfig(n=n, seed=seed, batch_size=256,
+                                                                       precision_recall=False), ref, False)
+    r.update({"series": series, "strategy_spec": strategy, "model_name": model,
+              "seconds_per_image": r["sample_seconds"] / n, "images_per_second_b256": r["images_per_second"],
+              "latency_ms_b1": round(latency_ms(pipe, st, steps), 2)})
+    with open(path, "a") as f:
+        f.write(json.dumps(r) + "\n")
+    print(f"{series} T={steps}: FID {r['fid']:.2f}, {r['gflops_per_image']:.2f} GFLOPs, "
+          f"{r['images_per_second']:.0f} img/s, {r['latency_ms_b1']:.0f} ms", flush=True)
+
+
+def diffusion_points(model: str, n: int, seed: int, out: Path, guidance: float, sweep_steps: int,
+                     sweep: list[float], sweep_n: int) -> None:
+    py = [sys.executable, str(Path(__file__).parent / "diffusion" / "evaluate.py"), "--model", model, "--seed", str(seed)]
+    todo = [("dpmpp2m", s, guidance, n) for s in (5, 8, 10, 15, 20, 50)] + [("ddim", 50, guidance, n)]
+    todo += [("dpmpp2m", sweep_steps, w, sweep_n) for w in sweep if w != guidance]
+    for sched, steps, w, npts in todo:
+        name = f"diffusion-{sched}" + ("" if w == guidance else f"-w{w:g}")
+        path = out / f"{name}.jsonl"
+        if done(path, {"steps": steps, "guidance": w, "n": npts}):
+            continue
+        subprocess.run(py + ["--scheduler", sched, "--steps", str(steps), "--guidance", str(w), "--n", str(npts),
+                             "--out", str(path), "--quiet"], check=True)
+        r = json.loads(path.read_text().splitlines()[-1])
+        r["series"] = name if w == guidance else f"diffusion-dpmpp2m (w sweep, T={steps})"
+        r["seconds_per_image"] = r["sample_seconds"] / npts
+        lines = path.read_text().splitlines()[:-1] + [json.dumps(r)]
+        path.write_text("\n".join(lines) + "\n")
+        print(f"{name} T={steps} w={w}: FID {r['fid']:.2f}, {r['gflops_per_image']:.1f} GFLOPs", flush=True)
+
+
+def table(out: Path) -> str:
+    rows = [r for f in sorted(out.glob("*.jsonl")) for r in map(json.loads, f.read_text().splitlines())]
+    lines = ["| series | T | guidance | n | FID | GFLOPs / image | s / image (b256) | img/s (b256) | latency b1 (ms) |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in sorted(rows, key=lambda r: (r["series"], r["steps"])):
+        g = r.get("guidance", "")
+        lines.append(f"| {r['series']} | {r['steps']} | {g} | {r['n']} | {r['fid']:.2f} | "
+                     f"{r['flops_per_image'] / 1e9:.2f} | {r['seconds_per_image'] * 1000:.1f} ms | "
+                     f"{r.get('images_per_second_b256', 0):.1f} | {r.get('latency_ms_b1', 0):.0f} |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--n", type=int, default=10000)
+    ap.add_argument("--seed", type=int, default=10**6, help="fresh seeds, never used by a search")
+    ap.add_argument("--halton-search", default="runs/search-halton-T8/best_strategy.json",
+                    help="Halton + AutoNAT strategy file (skipped if absent)")
+    ap.add_argument("--diffusion", default="runs/diffusion/unet-lr1e-3/model", help="diffusion model dir ('' = skip)")
+    ap.add_argument("--guidance", type=float, default=2.0, help="diffusion guidance w of the step sweep")
+    ap.add_argument("--sweep", type=float, nargs="+", default=[1.0, 1.5, 2.0, 3.0])
+    ap.add_argument("--sweep-steps", type=int, default=10)
+    ap.add_argument("--sweep-n", type=int, default=10000)
+    args = ap.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    from autonat.metrics.reference import load_extractor, reference_features
+    net = load_extractor("fmnist")
+    ref = reference_features(net, show_progress=False)
+    series = list(NAT_SERIES)
+    if Path(args.halton_search).is_file():
+        series.append(("uvit-halton+autonat", "fashion-mnist", args.halton_search, [8]))
+    for name, model, strategy, steps in series:
+        for T in steps:
+            nat_point(name, model, strategy, T, args.n, args.seed, out, ref, net)
+    if args.diffusion:
+        diffusion_points(args.diffusion, args.n, args.seed, out, args.guidance, args.sweep_steps, args.sweep,
+                         args.sweep_n)
+    (out / "table.md").write_text(table(out))
+    subprocess.run([sys.executable, "-m", "autonat", "plot", "frontier", *map(str, sorted(out.glob("*.jsonl"))),
+                    "--out", str(out / "frontier.png")], check=True)
+    print(table(out))
+
+
+if __name__ == "__main__":
+    main()
