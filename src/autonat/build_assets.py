@@ -9,8 +9,8 @@ Stages (each resumable and skipped when its output exists; see docs/REFERENCE.md
   enat       ENAT `small`, same data and budget
   search     generation-strategy search (SPSA, common random numbers) for T = 4 and 8 on the
              U-ViT and T = 8 on ENAT
-  install    copy everything into the package's assets (models stored as fp16; ENAT's
-             class conditioning folded into a label table, see models/enat.py)
+  install    copy everything into the package's assets (models stored as fp16, in their compact
+             form: ENAT's class conditioning folded into a label table, see models/enat.py)
 """
 from __future__ import annotations
 
@@ -108,7 +108,6 @@ def _search(model_dir: Path, tok_dir: Path, feat_dir: Path, steps: int, out: Pat
 
 def _install(work: Path) -> None:
     """Copy the built artefacts into src/autonat/assets/fashion-mnist (models as fp16)."""
-    from .models.enat import fold_class_conditioning
     from .models.registry import load_model, save_model
     from .tokenizer import load
     dest = ASSETS / "fashion-mnist"
@@ -123,9 +122,7 @@ def _install(work: Path) -> None:
         m = load_model(src)
         training = {**m.meta.get("training", {}), "tokens": "fashion-mnist train (flips)"}
         tok = {**m.meta["tokenizer"], "name": "fashion-mnist"}   # the shipped tokenizer, by name
-        if arch == "enat":  # same function, a label table instead of the adaLN Linears (-35 % weights)
-            m = fold_class_conditioning(m)
-        save_model(m, dest / name, tokenizer=tok, training=training, fp16=True)
+        save_model(m.compact(), dest / name, tokenizer=tok, training=training, fp16=True)
     for arch, folder in (("uvit", "strategies"), ("enat", "strategies-enat")):
         for (a, T), rounds in REFERENCE_SEARCH_ROUNDS.items():
             f = work / f"search-{a}-T{T}" / f"round{len(rounds) - 1}" / "best_strategy.json"

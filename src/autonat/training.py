@@ -80,7 +80,7 @@ class TrainConfig(RunOptions):
         d = {cls.LEGACY.get(k, k): v for k, v in d.items()}
         if "arch" in d or "size" in d:
             arch, size = d.pop("arch", "uvit"), d.pop("size", "small")
-            d["model"] = size if arch == "uvit" else f"{arch}-{size}"
+            d["model"] = f"{arch}-{size}"
         return config_from_dict(cls, d, what=what)
 
 

@@ -20,6 +20,7 @@ architecture: the trainer, the sampler, the pipeline, the CLI and the demo only 
         DDP then looks for unused parameters)
     model.without_reuse() -> model that recomputes every step from scratch (itself if stateless)
     model.for_inference(bf16) -> a new eval-mode model to sample with (a bf16 copy, or itself)
+    model.compact() -> the same function in its smallest stored form (what is shipped)
 
 `masked_positions` and `masked_token_loss` are the shared pieces of that contract.
 """
@@ -69,6 +70,8 @@ class NATModel(Protocol):
     def without_reuse(self) -> "NATModel": ...
 
     def for_inference(self, bf16: bool) -> "NATModel": ...
+
+    def compact(self) -> "NATModel": ...
 
 
 # ----------------------------------------------------------------------------------------------

@@ -324,6 +324,10 @@ class ENAT(nn.Module):
     def for_inference(self, bf16: bool) -> "ENAT":
         return bf16_copy(self) if bf16 else self
 
+    def compact(self) -> "ENAT":
+        """The class conditioning folded into a per-label table (`fold_class_conditioning`)."""
+        return fold_class_conditioning(self)
+
 
 @torch.no_grad()
 def fold_class_conditioning(model: ENAT) -> ENAT:

@@ -143,3 +143,6 @@ class UViT(nn.Module):
 
     def for_inference(self, bf16: bool) -> "UViT":
         return bf16_copy(self) if bf16 else self
+
+    def compact(self) -> "UViT":
+        return self
