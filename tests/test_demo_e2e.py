@@ -154,3 +154,20 @@ def test_bad_inputs_give_messages_not_crashes(server):
 
     grid, strip, stats, status = be.generate(label, 10, 4, 3, 1, rows)   # 10 = all classes in turn
     assert status.startswith("ok:") and grid.size[0] > 3 * 28 * 4 and "GFLOPs" in stats
+
+
+def test_table_edits_survive_a_change_of_steps(server):
+    """Changing T resamples the user's edited table (edits are kept, the status says so); an
+    invalid table is replaced by the preset, with the reason."""
+    be = server[0].backend
+    name = next(iter(be.labels))
+    rows, _ = be.load_table(name, "maskgit", 4)
+    rows[1][2] = 0.25                                   # an edit: tau1 at step 2
+    new, msg = be.retarget_table(name, "maskgit", 6, rows)         # (the test server allows T <= 6)
+    assert len(new) == 6 and "resampled from T=4 to T=6" in msg
+    assert any(abs(r[2] - 1.0) > 1e-6 for r in new)    # the edit shows in the resampled schedule
+    kept, msg = be.retarget_table(name, "maskgit", 4, rows)
+    assert kept is None and "kept" in msg
+    rows[0][1] = "x"
+    reset, msg = be.retarget_table(name, "maskgit", 5, rows)
+    assert len(reset) == 5 and "not a valid strategy" in msg
