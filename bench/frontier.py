@@ -100,6 +100,47 @@ def table(out: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _diffusion_cost_for(fid: float, diff: list[dict]) -> float | None:
+    """Seconds per image the diffusion frontier needs to reach `fid`: the cheapest point at or
+    below it, or a log-linear interpolation between the two points around it; None if no
+    diffusion point reaches it."""
+    pts = sorted((r["seconds_per_image"], r["fid"]) for r in diff)
+    best = [p for p in pts if p[1] <= fid]
+    if not best:
+        return None
+    cheapest = min(best)
+    worse = [p for p in pts if p[0] < cheapest[0] and p[1] > fid]
+    if not worse:
+        return cheapest[0]
+    (t0, f0), (t1, f1) = max(worse), cheapest                 # f0 > fid >= f1, t0 < t1
+    import math
+    a = (f0 - fid) / (f0 - f1)
+    return math.exp(math.log(t0) + a * (math.log(t1) - math.log(t0)))
+
+
+def comparison(out: Path) -> str:
+    """At each NAT series' best FID: the diffusion wall-clock to match it and the ratio; and at
+    the NAT's wall-clock, the best diffusion FID reachable (equal-time comparison)."""
+    rows = [r for f in sorted(out.glob("*.jsonl")) for r in map(json.loads, f.read_text().splitlines())]
+    diff = [r for r in rows if r["series"].startswith("diffusion-") and "sweep" not in r["series"]]
+    nats = {}
+    for r in rows:
+        if not r["series"].startswith("diffusion"):
+            if r["series"] not in nats or r["fid"] < nats[r["series"]]["fid"]:
+                nats[r["series"]] = r
+    lines = ["| NAT series (best point) | FID | s / image | diffusion s / image for that FID | ratio | "
+             "diffusion FID at the NAT's s / image |", "|---|---|---|---|---|---|"]
+    for name, r in sorted(nats.items(), key=lambda kv: kv[1]["fid"]):
+        need = _diffusion_cost_for(r["fid"], diff)
+        within = [d["fid"] for d in diff if d["seconds_per_image"] <= r["seconds_per_image"]]
+        match = (f"{need * 1000:.1f} ms | {need / r['seconds_per_image']:.1f}x" if need
+                 else "not reached by any diffusion point | -")
+        same_time = f"{min(within):.2f}" if within else "none that fast"
+        lines.append(f"| {name} (T={r['steps']}) | {r['fid']:.2f} | {r['seconds_per_image'] * 1000:.1f} ms | "
+                     f"{match} | {same_time} |")
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", required=True)
@@ -127,10 +168,10 @@ def main() -> None:
     if args.diffusion:
         diffusion_points(args.diffusion, args.n, args.seed, out, args.guidance, args.sweep_steps, args.sweep,
                          args.sweep_n)
-    (out / "table.md").write_text(table(out))
+    (out / "table.md").write_text(table(out) + "\n" + comparison(out))
     subprocess.run([sys.executable, "-m", "autonat", "plot", "frontier", *map(str, sorted(out.glob("*.jsonl"))),
                     "--out", str(out / "frontier.png")], check=True)
-    print(table(out))
+    print(table(out) + "\n" + comparison(out))
 
 
 if __name__ == "__main__":
