@@ -251,3 +251,49 @@ def test_reuse_training_encodes_only_the_newly_decoded_tokens():
     (new, ctx), = m_seen
     assert ctx0 == 0 and 0 < prev < n_vis          # the teacher saw a strict subset, from scratch
     assert new == n_vis - prev and ctx == prev      # the online model encodes only the new tokens
+
+
+def test_reuse_training_draws_exactly_the_specified_previous_step():
+    """The generator's first two draws are the coin and the fraction: the online model encodes
+    exactly max(1, round(frac * #visible)) tokens; the teacher (itself when none is given) the
+    rest; the same seed gives the same loss whatever the global RNG does."""
+    m, ids, mask = _train_batch()
+    m.eval()                                            # no dropout: the loss is a function of its inputs
+    n_vis = N - int(mask[0].sum())
+    for seed in range(6):
+        g = torch.Generator().manual_seed(seed)
+        coin, frac = float(torch.rand(1, generator=g)), float(torch.rand(1, generator=g))
+        seen = _encoder_inputs(m)
+        torch.manual_seed(seed + 100)
+        a = m.training_loss(ids, torch.arange(4), mask, torch.Generator().manual_seed(seed), reuse_prob=0.5)
+        m.encode = type(m).encode.__get__(m)            # unhook
+        if coin < 0.5:
+            want = max(1, round(frac * n_vis))
+            assert seen == [(n_vis - want, 0), (want, n_vis - want)], (seed, seen)
+        else:
+            assert seen == [(n_vis, 0)], (seed, seen)
+        torch.manual_seed(seed + 999)
+        b = m.training_loss(ids, torch.arange(4), mask, torch.Generator().manual_seed(seed), reuse_prob=0.5)
+        assert torch.equal(a.loss, b.loss)
+    drawn = {float(torch.rand(1, generator=torch.Generator().manual_seed(s))) < 0.5 for s in range(20)}
+    assert drawn == {True, False}          # the default reuse probability takes both paths
+
+
+def test_a_rank_slice_of_the_batch_sees_its_rows_of_the_global_noise():
+    """DDP: each rank computes its slice of the global batch with the global batch's noise, so two
+    half-batch losses average to the one-process loss."""
+    m, ids, mask = _train_batch()
+    m.eval()
+    lab = torch.arange(4)
+    full = m.training_loss(ids, lab, mask, torch.Generator().manual_seed(3), reuse_prob=1.0)
+    halves = [m.training_loss(ids[lo:hi], lab[lo:hi], mask[lo:hi], torch.Generator().manual_seed(3),
+                              reuse_prob=1.0, rows=(lo, hi, 4)) for lo, hi in ((0, 2), (2, 4))]
+    assert torch.allclose((halves[0].loss + halves[1].loss) / 2, full.loss, atol=1e-5)
+
+
+def test_training_mask_rounding_and_one_ratio_per_batch():
+    from autonat.masking import Fixed
+    m = tiny_enat()
+    for rounding, want in (("ceil", 25), ("floor", 24), ("round", 24)):     # 0.5 * 49 = 24.5 (half to even)
+        mask = m.training_mask(Fixed(0.5), 3, torch.Generator().manual_seed(0), rounding)
+        assert mask.sum(1).tolist() == [want] * 3

@@ -91,3 +91,15 @@ def test_same_seed_couples_arccos_with_its_moment_matched_beta():
     assert float((diff <= 1).float().mean()) > 0.97
     same = diff == 0
     assert float(same.float().mean()) > 0.5 and torch.equal(ma[same], mb[same])
+
+
+def test_distribution_bounds_are_inclusive_and_named():
+    assert float(Fixed(1.0).sample(3, torch.Generator()).max()) == 1.0 and Fixed(0.0).mean == 0.0
+    u = Uniform(0.3, 0.3)                                  # a degenerate uniform is a fixed ratio
+    assert bool((u.sample(5, torch.Generator()) == 0.3).all()) and u.variance == 0.0
+    assert Uniform(0.0, 1.0).spec == "uniform" and Uniform(0.2, 0.4).spec == "uniform:0.2,0.4"
+    for bad, match in ((lambda: Fixed(1.01), r"\[0, 1\]"), (lambda: Fixed(-0.1), r"\[0, 1\]"),
+                       (lambda: Uniform(0.5, 0.4), "low <= high"), (lambda: Uniform(0.5, 1.5), "low <= high"),
+                       (lambda: Beta(0, 1), "alpha, beta > 0")):
+        with pytest.raises(AutonatError, match=match):
+            bad()

@@ -1,0 +1,111 @@
+"""The trial store and the training skeleton's schedule, value by value: what is stored comes
+back, trial keys are stable across versions, the learning rate at every phase, when a run warns,
+and what a refused resume says."""
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from autonat.io import AutonatError
+from autonat.search.store import TrialStore, trial_key
+from autonat.trainer import RunOptions, TrainingRun, effective_warmup, lr_at, short_run_warning
+
+
+def test_trial_keys_are_stable_and_order_free():
+    # a golden value: stores written by earlier versions must keep answering the same questions
+    obj = {"strategy": {"r": [0.5, 0.0]}, "n": 1000, "seed": 0, "x": 0.1234567891234}
+    assert trial_key(obj) == "660849517e03d348fe0bbf79"
+    assert trial_key({"seed": 0, "n": 1000, "x": 0.12345678912, "strategy": {"r": [0.5, 0.0]}}) == trial_key(obj)
+    assert trial_key({**obj, "n": 1001}) != trial_key(obj)
+
+
+def test_the_store_returns_what_it_was_given(tmp_path):
+    s = TrialStore(tmp_path / "new" / "dir" / "t.sqlite")          # parents are created
+    s.put_eval("k", tag="gen", model="m", inputs={"a": [1, 2]}, seed=3, n=10, fid=1.5, metrics={"is": 2.0},
+               wall_seconds=0.5)
+    assert s.get_eval("k") == {"fid": 1.5, "is": 2.0} and s.get_eval("other") is None
+    (ev,) = s.evaluations()
+    assert ev["inputs"] == {"a": [1, 2]} and ev["seed"] == 3 and ev["n"] == 10 and ev["tag"] == "gen"
+    assert s.evaluations("other-tag") == []
+    s.put_training("t", mask_dist="arccos", config={"steps": 5}, seed=1, path="p", model_identity="id",
+                   wall_seconds=2.0)
+    assert s.get_training("t") == {"path": "p", "model_identity": "id", "wall_seconds": 2.0, "mask_dist": "arccos"}
+    s.log_event("alternation", {"fid": 3.0})
+    s.log_event("generation_search", {"tag": "gen1"})
+    every = s.events()
+    assert [e["kind"] for e in every] == ["alternation", "generation_search"]
+    assert all("created" in e for e in every) and s.events("alternation")[0]["fid"] == 3.0
+    s.close()
+    with pytest.raises(AutonatError, match="not a search directory"):
+        TrialStore.open_existing(tmp_path / "missing.sqlite")
+    assert TrialStore.open_existing(tmp_path / "new" / "dir" / "t.sqlite").get_eval("k")["fid"] == 1.5
+    (tmp_path / "zero.sqlite").write_bytes(b"")
+    with pytest.raises(AutonatError, match="0 bytes"):
+        TrialStore(tmp_path / "zero.sqlite")
+    (tmp_path / "junk.sqlite").write_bytes(b"SQLite format 3\x00" + b"\xff" * 2000)
+    with pytest.raises(AutonatError, match="not a readable trial store"):
+        TrialStore(tmp_path / "junk.sqlite")
+
+
+def test_learning_rate_at_every_phase():
+    kw = dict(lr=1.0, warmup=10, steps=200)
+    assert [lr_at(s, **kw) for s in (0, 4, 9)] == [0.1, 0.5, 1.0]          # linear warm-up to lr
+    assert lr_at(10, **kw) == 1.0                                          # the peak
+    assert math.isclose(lr_at(105, **kw), 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * 95 / 190)))
+    assert math.isclose(lr_at(200, **kw), 0.1) and math.isclose(lr_at(500, **kw), 0.1)   # ends at 10 %
+    assert math.isclose(lr_at(200, **kw, min_ratio=0.0), 0.0, abs_tol=1e-12)
+    assert lr_at(150, **kw, schedule="constant") == 1.0
+    assert effective_warmup(500, 2000) == 200 and effective_warmup(100, 2000) == 100
+    assert effective_warmup(5, 40) == 4 and effective_warmup(0, 40) == 0 and effective_warmup(3, 9) == 0
+    assert lr_at(0, lr=1.0, warmup=500, steps=40) == 0.25                   # capped at 4 steps
+
+
+def test_short_runs_warn():
+    assert short_run_warning(199, 2000, "train") is not None
+    assert short_run_warning(200, 2000, "train") is None
+    assert "40 steps" in short_run_warning(40, 2000, "train") and "2000" in short_run_warning(40, 2000, "train")
+
+
+def test_a_refused_resume_names_every_difference(tmp_path):
+    import json
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "train_config.json").write_text(json.dumps({"steps": 10, "lr": 0.1, "old": 1}))
+    from autonat.checkpoint import save_checkpoint
+    import torch
+    save_checkpoint(out, model={"w": torch.zeros(1)}, ema=None, optimizer=None, step=3)
+    run = TrainingRun(out, {"steps": 20, "lr": 0.2}, RunOptions(), steps=20, resume=True, desc="t")
+    with pytest.raises(AutonatError) as e:
+        run.check()
+    assert "lr: 0.1 -> 0.2" in str(e.value) and "steps: 10 -> 20" in str(e.value) and "old: 1 -> None" in str(e.value)
+    assert "init-from" not in str(e.value)                   # more than the length differs
+    longer = TrainingRun(out, {"steps": 20, "lr": 0.1, "old": 1}, RunOptions(), steps=20, resume=True, desc="t")
+    with pytest.raises(AutonatError, match="--init-from"):
+        longer.check()
+    (out / "train_config.json").write_text("[1]")
+    with pytest.raises(AutonatError, match="damaged"):
+        longer.check()
+    fresh = TrainingRun(tmp_path / "other", {"steps": 1}, RunOptions(), steps=1, resume=False, desc="t")
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "train_config.json").write_text("{}")
+    with pytest.raises(AutonatError, match="already holds a training run"):
+        fresh.check()                                         # a config without a checkpoint counts too
+
+
+def test_wall_clock_checkpoints(tmp_path, monkeypatch):
+    run = TrainingRun(tmp_path / "r", {"steps": 100}, RunOptions(ckpt_every=1000, ckpt_minutes=0.5), steps=100,
+                      resume=False, desc="t", show_progress=False)
+    run.start()
+    saved = []
+    import autonat.trainer as T
+    clock = [1000.0]
+    monkeypatch.setattr(T.time, "monotonic", lambda: clock[0])
+    with run.loop(0):
+        run.end_step(1, lambda: saved.append(1))
+        clock[0] += 29.0
+        run.end_step(2, lambda: saved.append(2))               # 29 s < 30 s: not yet
+        clock[0] += 2.0
+        run.end_step(3, lambda: saved.append(3))               # 31 s since the loop began
+        run.end_step(4, lambda: saved.append(4))
+    assert saved == [3] and run.log.path == tmp_path / "r" / "log.jsonl" and run.created
