@@ -149,6 +149,25 @@ def test_kill9_train_resumes_bit_identical(tmp_path, token_cache):
 
 
 @pytest.mark.slow
+def test_ctrl_c_saves_a_checkpoint_and_resume_finishes_the_same_run(tmp_path, token_cache):
+    base = AUTONAT + ["train", "--tokens", str(token_cache.path), "--model", "tiny", "--steps", "30",
+                      "--batch-size", "8", "--ckpt-every", "1000", "--log-every", "1", "--no-bf16", "--device", "cpu"]
+    subprocess.run(base + ["--out", str(tmp_path / "ref"), "--quiet"], env=_env(), check=True, capture_output=True)
+    p = subprocess.Popen(base + ["--out", str(tmp_path / "c"), "--quiet"], env=_env(), stderr=subprocess.PIPE, text=True)
+    while p.poll() is None and _logged_step(tmp_path / "c" / "log.jsonl") < 5:
+        time.sleep(0.02)
+    p.send_signal(signal.SIGINT)
+    err = p.communicate(timeout=120)[1]
+    assert p.returncode == 130 and "--resume" in err and "Traceback" not in err, err
+    from autonat.checkpoint import load_checkpoint
+    assert load_checkpoint(tmp_path / "c")["meta"]["step"] >= 5         # saved on the signal (every 1000 otherwise)
+    subprocess.run(base + ["--out", str(tmp_path / "c"), "--quiet", "--resume"], env=_env(), check=True,
+                   capture_output=True)
+    a, b = load_tensors(tmp_path / "ref" / "model.safetensors"), load_tensors(tmp_path / "c" / "model.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.slow
 def test_kill9_tokenize_resumes_identical(tmp_path, tok):
     from conftest import random_images
     from PIL import Image

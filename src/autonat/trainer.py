@@ -137,9 +137,10 @@ class TrainingRun:
             if ck is None:
                 atomic_write_json(self.out / "train_config.json", self.config)
         self.log = JsonlLog(self.out / "log.jsonl", enabled=self.main)
-        self.log.truncate_after(int(ck["meta"]["step"]) if ck else 0)
-        if ck is None and self.main and self.log.path.exists():
-            self.log.path.unlink()
+        if ck is not None:
+            self.log.truncate_after(int(ck["meta"]["step"]))      # drop what came after the checkpoint
+        elif self.main and self.log.path.exists():
+            self.log.path.unlink()                                # a fresh run starts a fresh log
         D.barrier()
         return ck
 
