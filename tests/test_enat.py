@@ -51,15 +51,24 @@ def test_reuse_with_empty_cache_equals_full_computation():
     assert torch.allclose(full, reuse, atol=1e-6)
 
 
-def test_cache_with_nothing_new_matches_recompute():
-    """When no token was decoded since the cache was made, reuse recomputes nothing and the
-    logits equal those of the step that produced the cache."""
-    m = tiny_enat()
+def test_cache_with_nothing_new_matches_recompute_or_projects_it():
+    """When no token was decoded since the cache was made: with the raw cache nothing changes
+    (the logits equal those of the step that made it); with the projected cache (the authors'
+    semantics) every cached feature moves one more projection, P(f), and nothing is encoded."""
     ids, mask = _canvas()
     lab = torch.tensor([0, 4])
-    a, cache = m.step(ids, lab, _query(mask), None)
-    b, _ = m.step(ids, lab, _query(mask), cache)
+    raw = tiny_enat(reuse_mode="raw")
+    a, cache = raw.step(ids, lab, _query(mask), None)
+    b, _ = raw.step(ids, lab, _query(mask), cache)
     assert torch.allclose(a, b, atol=1e-6)
+    proj = tiny_enat(reuse_mode="projected")
+    seen = _encoder_inputs(proj)
+    with torch.no_grad():
+        _, c1 = proj.step(ids, lab, _query(mask), None)
+        _, c2 = proj.step(ids, lab, _query(mask), c1)
+        vis = ~mask
+        assert torch.allclose(c2.features[vis], proj.project(c1.features[vis].unsqueeze(0))[0], atol=1e-5)
+    assert len(seen) == 1                                 # the second step encoded nothing
 
 
 class _Recorder:

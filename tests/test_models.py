@@ -16,7 +16,7 @@ def test_registry_sizes():
     assert count_parameters(tiny) < 1_000_000
     assert SIZES["uvit"]["S"] == dict(dim=512, depth=13, heads=8)
     assert SIZES["uvit"]["L"] == dict(dim=768, depth=25, heads=8)
-    assert SIZES["enat"]["L"] == dict(dim=1024, encoder_depth=22, decoder_depth=2, heads=16)
+    assert SIZES["enat"]["L"] == dict(dim=1024, encoder_depth=22, decoder_depth=2, heads=16, reuse_mode="projected")
     assert parse_model_name("enat-small") == ("enat", "small", "") and parse_model_name("S") == ("uvit", "S", "")
     assert parse_model_name("enat-small-d2") == ("enat", "small-d2", "")
     assert parse_model_name("autonat-L") == ("uvit", "L", "official")

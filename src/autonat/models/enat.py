@@ -8,10 +8,11 @@
 * Computation reuse across steps (temporal): a cache holds the features of every token that has
   been encoded. At each step only the *newly decoded* tokens are encoded; their attention context
   is the cached features passed through a residual projection P(f) = f + MLP(LN(f)). Two
-  semantics (`reuse_mode`): `raw` (autonat's default) keeps each token's encoder output in the
-  cache and gives the decoder those raw features; `projected` (the authors' code) replaces the
-  cache by P(cache) at every step, so a token decoded k steps ago carries P^k(f), for the encoder's
-  context and the decoder alike.
+  semantics (`reuse_mode`): `projected` (the authors' code, and autonat's named sizes since it
+  trained slightly better here, docs/RESULTS.md) replaces the cache by P(cache) at every step, so
+  a token decoded k steps ago carries P^k(f), for the encoder's context and the decoder alike;
+  `raw` keeps each token's encoder output in the cache and gives the decoder those raw features
+  (the shipped ENAT small; a config.json without the field means `raw`).
 * The authors' released layout (`official_enat_config`): LayerNorm'd embeddings, tanh-GELU, a
   4d-wide reuse projection, projected reuse, qkv biases and a plain LayerNorm output layer instead
   of autonat's modulated one; `autonat convert` loads their checkpoints into it.
@@ -55,7 +56,8 @@ class ENATConfig:
     # Reuse semantics (see module docstring): `raw` = the cache keeps encoder outputs, the
     # projection P is applied to make the encoder's context; `projected` = the authors': every
     # step replaces the cache by P(cache) and the decoder sees the projected features too.
-    reuse_mode: str = opt("raw", "how cached features are reused", choices=("raw", "projected"))
+    reuse_mode: str = opt("raw", "how cached features are reused (named sizes: projected)",
+                          choices=("raw", "projected"))
     # The authors' released layout (ENAT-L) differs in these details, all off by default:
     embed_norm: bool = opt(False, "LayerNorm (eps 1e-6) on token + position embeddings")
     gelu_tanh: bool = opt(False, "tanh-approximate GELU in blocks and the reuse projection")
