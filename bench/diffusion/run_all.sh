@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# The whole diffusion-baseline run of issue 17 (parts 1-2), unattended, one heavy job at a time:
+#   nohup bash bench/diffusion/run_all.sh > runs/diffusion/run_all.out 2>&1 &
+# 1. train the UNet at two learning rates (2100 steps x 128 = 268,800 images each: ~50 min on
+#    2 free cores at the measured 89 img/s);
+# 2. LR choice: n = 2000 FID of each (DPM-Solver++ 2M, 20 steps, w = 2, seed 0);
+# 3. guidance sweep w = 1, 3 at n = 2000 on the better LR;
+# 4. sampling speed in the three precisions (bf16 / autocast / fp32) at the chosen point;
+# 5. one full point: DPM-Solver++ 20 steps at the best w, n = 10000, seed 0, with speed.
+# Re-running skips finished trainings (resumes interrupted ones) and evaluations already in
+# the JSONL files. WAIT_PID=<pid>: first wait for a train.py still running from before.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+py=${PYTHON:-.venv/bin/python}
+R=runs/diffusion
+pred=${PRED:-v_prediction}   # PRED=epsilon TAG=unet: the first run (fails with 20-step solvers, README)
+tag=${TAG:-unet-v}
+steps=${STEPS:-2100}
+if [ -n "${WAIT_PID:-}" ]; then
+  while kill -0 "$WAIT_PID" 2>/dev/null; do sleep 20; done
+fi
+has() {  # has FILE MODEL GUIDANCE: is this (model, w) already evaluated in FILE?
+  [ -f "$1" ] && $py -c "
+import json, sys
+sys.exit(0 if any(r['model'] == '$2' and r['guidance'] == float('$3')
+                  for r in map(json.loads, open('$1'))) else 1)"
+}
+for lr in 1e-3 2e-4; do
+  out=$R/$tag-lr$lr
+  if [ ! -f "$out/model/model.safetensors" ]; then
+    echo "train $out start $(date -Is)"
+    $py bench/diffusion/train.py --out "$out" --lr "$lr" --steps "$steps" --batch-size 128 \
+      --warmup 200 --ema 0.998 --prediction-type $pred --seed 0 --resume --quiet
+    echo "train $out end $(date -Is)"
+  fi
+done
+for lr in 1e-3 2e-4; do
+  m=$R/$tag-lr$lr/model
+  has $R/lr-choice.jsonl $m 2 || $py bench/diffusion/evaluate.py --model $m --scheduler dpmpp2m \
+    --steps 20 --guidance 2 --n 2000 --seed 0 --speed-repeats 0 --latency-repeats 0 \
+    --grid $R/$tag-lr$lr/grid_n2000_T20_w2.png --out $R/lr-choice.jsonl --quiet
+done
+best=$($py -c "
+import json; r=[json.loads(l) for l in open('$R/lr-choice.jsonl')]
+print(min([x for x in r if '/$tag-lr' in x['model']], key=lambda x: x['fid'])['model'])")
+echo "best: $best"
+for w in 1 3; do
+  has $R/guidance.jsonl $best $w || $py bench/diffusion/evaluate.py --model $best --scheduler dpmpp2m \
+    --steps 20 --guidance $w --n 2000 --seed 0 --speed-repeats 0 --latency-repeats 0 \
+    --grid $(dirname $best)/grid_n2000_T20_w$w.png --out $R/guidance.jsonl --quiet
+done
+w=$($py -c "
+import json; r=[x for f in ('$R/guidance.jsonl', '$R/lr-choice.jsonl') for x in map(json.loads, open(f))]
+print(min([x for x in r if x['model'] == '$best'], key=lambda x: x['fid'])['guidance'])")
+echo "best guidance: $w"
+for p in bf16 autocast fp32; do
+  $py bench/diffusion/evaluate.py --model $best --speed-only --steps 20 --guidance $w --precision $p \
+    --speed-repeats 2 --latency-repeats 5 --out $R/precision.jsonl --quiet
+done
+has $R/diffusion-dpmpp2m.jsonl $best $w || $py bench/diffusion/evaluate.py --model $best \
+  --scheduler dpmpp2m --steps 20 --guidance $w --n 10000 --seed 0 --speed-repeats 3 \
+  --latency-repeats 10 --grid $R/grid_best_10k.png --out $R/diffusion-dpmpp2m.jsonl --quiet
+echo "done $(date -Is)"
