@@ -144,6 +144,16 @@ class TrainingRun:
         D.barrier()
         return ck
 
+    @staticmethod
+    def restore(ck: dict[str, Any] | None, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> int:
+        """Load a checkpoint from `start()` into the model and optimizer; returns the step to continue
+        from (0 for a fresh run)."""
+        if ck is None:
+            return 0
+        model.load_state_dict(ck["model"])
+        optimizer.load_state_dict(ck["optimizer"])
+        return int(ck["meta"]["step"])
+
     # -- the loop -----------------------------------------------------------------------------
     @contextlib.contextmanager
     def loop(self, step: int) -> Iterator["TrainingRun"]:

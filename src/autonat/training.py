@@ -150,12 +150,9 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, show_progress
     if note and D.is_main():
         (log or _stderr)(f"warning: {note}")
     ck = run.start()
-    step = 0
+    step = run.restore(ck, model, opt_)
     if ck is not None:
-        model.load_state_dict(ck["model"])
-        opt_.load_state_dict(ck["optimizer"])
         ema.load(ck["ema"])
-        step = int(ck["meta"]["step"])
     else:
         run.log.write({"step": 0, "parameters": count_parameters(model), "world_size": world,
                        "config": config_to_dict(cfg), "ema_decay": ema.decay})

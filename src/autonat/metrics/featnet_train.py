@@ -106,12 +106,7 @@ def train_featnet(cfg: FeatureNetTrainConfig, out: str | Path, resume: bool = Fa
     torch.manual_seed(cfg.seed)
     net = FeatureNet(mcfg).to(device).to(memory_format=torch.channels_last)
     opt_ = torch.optim.SGD(net.parameters(), lr=cfg.lr, momentum=0.9, nesterov=True, weight_decay=cfg.weight_decay)
-    ck = run.start()
-    step = 0
-    if ck is not None:
-        net.load_state_dict(ck["model"])
-        opt_.load_state_dict(ck["optimizer"])
-        step = int(ck["meta"]["step"])
+    step = run.restore(run.start(), net, opt_)
     t0 = time.time()
     with run.loop(step):
         net.train()

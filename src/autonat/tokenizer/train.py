@@ -119,12 +119,7 @@ def train_tokenizer(model_cfg: TokenizerConfig, cfg: TokenizerTrainConfig, out: 
     note = short_run_warning(cfg.steps, TokenizerTrainConfig().steps, "tokenizer train")
     if note:
         progress(total=0, disable=not show_progress).write(f"warning: {note}")
-    ck = run.start()
-    step = 0
-    if ck is not None:
-        tok.load_state_dict(ck["model"])
-        opt_.load_state_dict(ck["optimizer"])
-        step = int(ck["meta"]["step"])
+    step = run.restore(run.start(), tok, opt_)
     tput = Throughput()
     t0 = time.time()
     tok.train()

@@ -1,0 +1,75 @@
+"""The tokenizer and feature-network trainers share the NAT trainer's skeleton: an interrupted run
+resumed with `resume=True` must end exactly where the uninterrupted run ends, and it must really
+continue from the checkpoint (tampered checkpoint weights change the result; a restart would not)."""
+from __future__ import annotations
+
+import pytest
+import torch
+from PIL import Image
+
+from autonat.checkpoint import find_latest
+from autonat.io import atomic_save_tensors, load_tensors
+
+
+class Killed(BaseException):
+    """Stands for a kill -9 right after a checkpoint."""
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    from conftest import random_images
+    root = tmp_path_factory.mktemp("imgs")
+    data = random_images(80)
+    for i, (im, y) in enumerate(zip(data.images, data.labels)):
+        (root / str(int(y))).mkdir(exist_ok=True)
+        Image.fromarray(im[0].numpy(), mode="L").save(root / str(int(y)) / f"{i}.png")
+    return root
+
+
+def _tokenizer(folder):
+    from autonat.tokenizer.model import TokenizerConfig
+    from autonat.tokenizer.train import TokenizerTrainConfig, train_tokenizer
+    mcfg = TokenizerConfig(base_channels=4, ch_mult=(1, 2), codebook_size=16, codebook_dim=4)
+    cfg = TokenizerTrainConfig(data=str(folder), batch_size=8, steps=6, warmup=1, ckpt_every=3, log_every=1,
+                               eval_every=100, eval_samples=8, bf16=False, device="cpu")
+    import autonat.tokenizer.train as module
+    return module, lambda out, resume=False: train_tokenizer(mcfg, cfg, out, resume=resume, show_progress=False)
+
+
+def _featnet(folder):
+    from autonat.metrics.featnet_train import FeatureNetTrainConfig, train_featnet
+    cfg = FeatureNetTrainConfig(data=str(folder), epochs=2, batch_size=16, ckpt_every=3, log_every=1,
+                                bf16=False, device="cpu")
+    import autonat.metrics.featnet_train as module
+    return module, lambda out, resume=False: train_featnet(cfg, out, resume=resume, show_progress=False)
+
+
+def _until_killed(monkeypatch, module, run, out, at_step):
+    real = module.save_checkpoint
+
+    def save_then_die(out_, **kw):
+        real(out_, **kw)
+        if kw["step"] == at_step:
+            raise Killed
+    monkeypatch.setattr(module, "save_checkpoint", save_then_die)
+    with pytest.raises(Killed):
+        run(out)
+    monkeypatch.setattr(module, "save_checkpoint", real)
+
+
+@pytest.mark.parametrize("which", [_tokenizer, _featnet], ids=["tokenizer", "featnet"])
+def test_resume_equals_uninterrupted_and_uses_the_checkpoint(tmp_path, folder, which, monkeypatch):
+    module, run = which(folder)
+    run(tmp_path / "full")
+    _until_killed(monkeypatch, module, run, tmp_path / "cut", at_step=3)
+    run(tmp_path / "cut", resume=True)
+    a = load_tensors(tmp_path / "full" / "model.safetensors")
+    b = load_tensors(tmp_path / "cut" / "model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    _until_killed(monkeypatch, module, run, tmp_path / "tampered", at_step=3)
+    ck = find_latest(tmp_path / "tampered")
+    w = load_tensors(ck / "model.safetensors")
+    atomic_save_tensors(ck / "model.safetensors", {k: v + 0.01 if v.is_floating_point() else v for k, v in w.items()})
+    run(tmp_path / "tampered", resume=True)
+    c = load_tensors(tmp_path / "tampered" / "model.safetensors")
+    assert any(not torch.equal(a[k], c[k]) for k in a)
