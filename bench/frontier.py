@@ -5,7 +5,7 @@ DDIM at 50, a guidance sweep), all scored with `fid_fmnist` on n fresh samples a
 training images, with FLOPs per image, images/s at batch 256 and batch-1 latency (both end to end:
 token decoding + tokenizer decoding for the NATs, the whole solver loop for diffusion).
 
-    python bench/frontier.py --out runs/frontier [--n 10000] [--diffusion runs/diffusion/unet-lr1e-3/model]
+    python bench/frontier.py --out runs/frontier [--n 10000] [--diffusion auto|DIR|""]
 
 One JSONL file per series in OUT (resumable: points already there are skipped), then
 OUT/frontier.png (FID vs GFLOPs and vs seconds/image) and OUT/table.md.
@@ -88,6 +88,22 @@ def diffusion_points(model: str, n: int, seed: int, out: Path, guidance: float, 
         print(f"{name} T={steps} w={w}: FID {r['fid']:.2f}, {r['gflops_per_image']:.1f} GFLOPs", flush=True)
 
 
+def diffusion_choice(model: str, guidance: float | None, runs: Path = Path("runs/diffusion")) -> tuple[str, float]:
+    """The diffusion model and guidance of the sweep: as given, or (`auto`) the learning rate and
+    w with the best n = 2000 FID in run_all.sh's lr-choice.jsonl / guidance.jsonl."""
+    rows = [json.loads(x) for f in ("lr-choice.jsonl", "guidance.jsonl") if (runs / f).is_file()
+            for x in (runs / f).read_text().splitlines()]
+    if model == "auto":
+        if not rows:
+            raise SystemExit(f"--diffusion auto: no {runs}/lr-choice.jsonl; run bash bench/diffusion/run_all.sh "
+                             "first (or pass --diffusion DIR, or --diffusion '' to skip diffusion)")
+        model = min(rows, key=lambda r: r["fid"])["model"]
+    if guidance is None:
+        mine = [r for r in rows if r["model"] == model]
+        guidance = min(mine, key=lambda r: r["fid"])["guidance"] if mine else 2.0
+    return model, float(guidance)
+
+
 def table(out: Path) -> str:
     rows = [r for f in sorted(out.glob("*.jsonl")) for r in map(json.loads, f.read_text().splitlines())]
     lines = ["| series | T | guidance | n | FID | GFLOPs / image | s / image (b256) | img/s (b256) | latency b1 (ms) |",
@@ -148,12 +164,16 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=10**6, help="fresh seeds, never used by a search")
     ap.add_argument("--halton-search", default="runs/search-halton-T8/best_strategy.json",
                     help="Halton + AutoNAT strategy file (skipped if absent)")
-    ap.add_argument("--diffusion", default="runs/diffusion/unet-lr1e-3/model", help="diffusion model dir ('' = skip)")
-    ap.add_argument("--guidance", type=float, default=2.0, help="diffusion guidance w of the step sweep")
+    ap.add_argument("--diffusion", default="auto",
+                    help="diffusion model dir; 'auto' = the learning rate bench/diffusion/run_all.sh chose; '' = skip")
+    ap.add_argument("--guidance", type=float, default=None,
+                    help="diffusion guidance w of the step sweep (default: the one run_all.sh chose)")
     ap.add_argument("--sweep", type=float, nargs="+", default=[1.0, 1.5, 2.0, 3.0])
     ap.add_argument("--sweep-steps", type=int, default=10)
     ap.add_argument("--sweep-n", type=int, default=10000)
     args = ap.parse_args()
+    if args.diffusion:
+        args.diffusion, args.guidance = diffusion_choice(args.diffusion, args.guidance)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     from autonat.metrics.reference import load_extractor, reference_features
