@@ -51,6 +51,23 @@ def test_every_state_of_the_checkpoint_swap_resumes(tmp_path):
     _ck(out, 3)
     assert sorted(p.name for p in root.iterdir()) == ["LATEST", "step-00000003"]   # strays cleaned
     assert torch.equal(load_tensors(find_latest(out) / "model.safetensors")["w"], torch.full((3,), 3.0))
+    assert (root / "LATEST").read_text() == "step-00000003\n"
+    # (e) a save that dies mid-write leaves nothing behind, in the checkpoint directory or elsewhere
+    import tempfile
+    import autonat.checkpoint as C
+    before = set(os.listdir(tempfile.gettempdir()))
+    real = C.atomic_write_json
+    def die(*a, **k):
+        raise OSError("disk full")
+    C.atomic_write_json = die
+    try:
+        with pytest.raises(OSError):
+            _ck(out, 4)
+    finally:
+        C.atomic_write_json = real
+    assert sorted(p.name for p in root.iterdir()) == ["LATEST", "step-00000003"]
+    assert set(os.listdir(tempfile.gettempdir())) <= before | {p for p in os.listdir(tempfile.gettempdir())
+                                                               if not p.startswith("step-")}
 
 
 def test_torn_log_line_is_dropped_on_resume(tmp_path):

@@ -306,3 +306,16 @@ def test_training_mask_rounding_and_one_ratio_per_batch():
     for rounding, want in (("ceil", 25), ("floor", 24), ("round", 24)):     # 0.5 * 49 = 24.5 (half to even)
         mask = m.training_mask(Fixed(0.5), 3, torch.Generator().manual_seed(0), rounding)
         assert mask.sum(1).tolist() == [want] * 3
+
+
+def test_reusing_a_cache_whose_token_was_masked_again_is_refused():
+    import pytest
+    from autonat.io import AutonatError
+    m = tiny_enat().eval()
+    ids, _ = _canvas(seed=3, visible=20)
+    labels = torch.arange(ids.shape[0]) % 10
+    cache = m.extend_cache(ids, labels, None)
+    again = ids.clone()
+    again[0, int((ids[0] != m.mask_id).nonzero()[0])] = m.mask_id
+    with pytest.raises(AutonatError, match="masked again .decoded tokens must never be re-masked"):
+        m.extend_cache(again, labels, cache)

@@ -152,3 +152,21 @@ def test_halton_reveals_tokens_in_its_order_whatever_the_confidence(model):
         visible = torch.zeros(N, dtype=torch.bool)
         visible[order[:revealed]] = True
         assert torch.equal(~step["mask"], visible.expand(5, -1))
+
+
+def test_gumbel_and_remask_choice_by_hand():
+    from autonat.sampling import choose_remask, gumbel_from_uniform
+    u = torch.tensor([0.1, 0.5, 0.9])
+    assert torch.allclose(gumbel_from_uniform(u), -torch.log(-torch.log(u)))
+    edges = gumbel_from_uniform(torch.tensor([0.0, 1.0]))
+    assert torch.isfinite(edges).all() and edges[0] < -2.7 and edges[1] > 15.0      # clamped to [1e-7, 1 - 1e-7]
+    conf = torch.tensor([[0.50, 0.10, 0.40, 0.30]])
+    uu = torch.tensor([[0.01, 0.99, 0.5, 0.5]])
+    # tau2 = 0: the k least confident, ties broken by position
+    assert choose_remask(conf, 0.0, 2, uu).tolist() == [[1, 3]]
+    assert choose_remask(torch.zeros(1, 5), 0.0, 3, uu).tolist() == [[0, 1, 2]]
+    # tau2 > 0 (also below 1): the k lowest of C + tau2 * G(u), computed by hand
+    for tau2 in (0.5, 2.0):
+        score = conf + tau2 * -torch.log(-torch.log(uu))
+        assert choose_remask(conf, tau2, 2, uu).tolist() == score.argsort(dim=-1)[..., :2].tolist()
+    assert choose_remask(conf, 0.5, 2, uu).tolist() != choose_remask(conf, 0.0, 2, uu).tolist()
