@@ -45,9 +45,11 @@ def test_every_state_of_the_checkpoint_swap_resumes(tmp_path):
     # (c) LATEST names a directory that is gone (killed while deleting): fall back, never "no checkpoint"
     (root / "LATEST").write_text("step-00000099\n")
     assert load_checkpoint(out)["meta"]["step"] == 2
-    # (d) LATEST missing altogether
+    # (d) LATEST missing altogether: the newest complete directory of several
     (root / "LATEST").unlink()
+    shutil.copytree(root / "step-00000001", root / "step-00000000")
     assert load_checkpoint(out)["meta"]["step"] == 2
+    shutil.rmtree(root / "step-00000000")
     _ck(out, 3)
     assert sorted(p.name for p in root.iterdir()) == ["LATEST", "step-00000003"]   # strays cleaned
     assert torch.equal(load_tensors(find_latest(out) / "model.safetensors")["w"], torch.full((3,), 3.0))
@@ -68,6 +70,11 @@ def test_every_state_of_the_checkpoint_swap_resumes(tmp_path):
     assert sorted(p.name for p in root.iterdir()) == ["LATEST", "step-00000003"]
     assert set(os.listdir(tempfile.gettempdir())) <= before | {p for p in os.listdir(tempfile.gettempdir())
                                                                if not p.startswith("step-")}
+
+
+def test_no_complete_checkpoint_is_none(tmp_path):
+    (tmp_path / "checkpoint" / "step-00000001.tmp-x").mkdir(parents=True)
+    assert find_latest(tmp_path) is None and load_checkpoint(tmp_path) is None
 
 
 def test_torn_log_line_is_dropped_on_resume(tmp_path):

@@ -103,3 +103,15 @@ def test_distribution_bounds_are_inclusive_and_named():
                        (lambda: Beta(0, 1), "alpha, beta > 0")):
         with pytest.raises(AutonatError, match=match):
             bad()
+
+
+def test_mask_dist_spec_messages_and_uniform_bounds():
+    assert parse_mask_dist("uniform:0.2,0.8") == Uniform(0.2, 0.8) and parse_mask_dist("uniform") == Uniform()
+    cases = {"beta:a,b": "bad mask-ratio distribution 'beta:a,b': arguments must be numbers",
+             "gamma:1": "unknown mask-ratio distribution 'gamma:1'; use beta:A,B | arccos | fixed:R | uniform[:LO,HI]",
+             "beta:1": "mask-ratio distribution beta takes 2 number(s), got 'beta:1'",
+             "uniform:0.5": "uniform takes no arguments or LO,HI; got 'uniform:0.5'"}
+    for spec, msg in cases.items():
+        with pytest.raises(AutonatError) as e:
+            parse_mask_dist(spec)
+        assert str(e.value) == msg

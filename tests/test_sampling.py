@@ -170,3 +170,35 @@ def test_gumbel_and_remask_choice_by_hand():
         score = conf + tau2 * -torch.log(-torch.log(uu))
         assert choose_remask(conf, tau2, 2, uu).tolist() == score.argsort(dim=-1)[..., :2].tolist()
     assert choose_remask(conf, 0.5, 2, uu).tolist() != choose_remask(conf, 0.0, 2, uu).tolist()
+
+
+def test_indexed_noise_is_keyed_by_seed_sample_step_and_purpose():
+    base = IndexedNoise(5, (0, 1)).uniforms(2, 0, 8)
+    assert not torch.equal(base[0], base[1])                                      # per sample id
+    assert torch.equal(IndexedNoise(5, (1, 0)).uniforms(2, 0, 8), base.flip(0))   # not per batch row
+    for other in (IndexedNoise(6, (0, 1)).uniforms(2, 0, 8), IndexedNoise(5, (0, 1)).uniforms(3, 0, 8),
+                  IndexedNoise(5, (0, 1)).uniforms(2, 1, 8)):                     # seed, step, purpose
+        assert not torch.equal(other, base)
+
+
+def test_chunked_model_calls_pass_each_chunk_its_cache_rows():
+    from conftest import tiny_enat
+
+    class Spy:                               # the model, recording which calls got a cache
+        def __init__(self, m):
+            self.m, self.cached = m, []
+
+        def __getattr__(self, k):
+            return getattr(self.m, k)
+
+        def decode_step(self, ids, labels, query, cache=None):
+            self.cached.append((ids.shape[0], cache is not None))
+            return self.m.decode_step(ids, labels, query, cache)
+
+    st = maskgit(4)
+    whole, chunked = Spy(tiny_enat().eval()), Spy(tiny_enat().eval())
+    sample(whole, st, torch.arange(5), IndexedNoise(1, tuple(range(5))))
+    sample(chunked, st, torch.arange(5), IndexedNoise(1, tuple(range(5))), chunk=2)
+    # maskgit guides every step: 5 conditional + 5 unconditional rows per step, in chunks of 2
+    assert whole.cached == [(10, False)] + [(10, True)] * 3
+    assert chunked.cached == [(2, False)] * 5 + [(2, True)] * 15
