@@ -115,3 +115,12 @@ def test_mask_dist_spec_messages_and_uniform_bounds():
         with pytest.raises(AutonatError) as e:
             parse_mask_dist(spec)
         assert str(e.value) == msg
+
+
+def test_training_masks_draw_r_per_example_unless_per_batch():
+    from autonat.masking import sample_training_mask
+    g = torch.Generator().manual_seed(0)
+    mask, r = sample_training_mask(Uniform(), 64, 49, g)
+    assert len(set(r.tolist())) == 64 and len(set(mask.sum(1).tolist())) > 10
+    mask, r = sample_training_mask(Uniform(), 64, 49, g, per_batch=True)
+    assert len(set(r.tolist())) == 1 and len(set(mask.sum(1).tolist())) == 1

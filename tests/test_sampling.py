@@ -202,3 +202,19 @@ def test_chunked_model_calls_pass_each_chunk_its_cache_rows():
     # maskgit guides every step: 5 conditional + 5 unconditional rows per step, in chunks of 2
     assert whole.cached == [(10, False)] + [(10, True)] * 3
     assert chunked.cached == [(2, False)] * 5 + [(2, True)] * 15
+
+
+def test_sample_tokens_is_the_inverse_cdf_of_the_tempered_softmax():
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(2, 3, 6, generator=g)                  # [B, N, K]: the vocabulary is the last dim
+    u = torch.rand(2, 3, generator=g)
+    for tau in (0.5, 1.0, 3.0):
+        cdf = torch.softmax(logits / tau, dim=-1).cumsum(-1)
+        by_hand = (cdf < u.unsqueeze(-1) * cdf[..., -1:]).sum(-1)   # first index whose cdf reaches u
+        assert torch.equal(sample_tokens(logits, tau, u), by_hand)
+    assert not torch.equal(sample_tokens(logits, 0.2, u), sample_tokens(logits, 5.0, u))
+
+
+def test_guidance_without_unconditional_logits_is_the_conditional():
+    cond = torch.randn(2, 5)
+    assert torch.equal(guided_logits(cond, None, 2.0), cond)

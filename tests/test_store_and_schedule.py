@@ -109,3 +109,28 @@ def test_wall_clock_checkpoints(tmp_path, monkeypatch):
         run.end_step(3, lambda: saved.append(3))               # 31 s since the loop began
         run.end_step(4, lambda: saved.append(4))
     assert saved == [3] and run.log.path == tmp_path / "r" / "log.jsonl" and run.created
+
+
+def test_output_checks_before_any_work(tmp_path):
+    def run(out, resume=False):
+        return TrainingRun(out, {"steps": 1}, RunOptions(), steps=1, resume=resume, desc="t")
+    run(tmp_path / "a" / "b" / "c").check()                          # missing parents are fine
+    (tmp_path / "f").write_text("x")
+    for out, msg in ((tmp_path / "f", f"--out {tmp_path / 'f'} exists and is not a directory"),
+                     (tmp_path / "f" / "sub", f"--out {tmp_path / 'f' / 'sub'}: {tmp_path / 'f'} is not a writable "
+                                               "directory")):
+        with pytest.raises(AutonatError) as e:
+            run(out).check()
+        assert str(e.value) == msg
+    with pytest.raises(AutonatError) as e:
+        run(tmp_path / "new", resume=True).check()
+    assert str(e.value) == (f"--resume: no checkpoint in {tmp_path / 'new'}/checkpoint (nothing to resume; "
+                            "run without --resume to start)")
+    assert not (tmp_path / "a").exists() and not (tmp_path / "new").exists()
+
+
+def test_lr_schedule_one_step_after_warmup():
+    # decay over a single post-warm-up step: lr at the first post-warm-up step, lr * min_ratio at the end
+    assert lr_at(0, lr=1.0, warmup=0, steps=1) == 1.0
+    assert lr_at(1, lr=1.0, warmup=0, steps=1, min_ratio=0.1) == pytest.approx(0.1)
+    assert lr_at(2, lr=1.0, warmup=0, steps=3, min_ratio=0.0) == pytest.approx(0.25)       # p = 2/3 at the last step

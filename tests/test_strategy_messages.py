@@ -111,3 +111,10 @@ def test_interpolate_edges():
     # r stays in [0, 1] and non-increasing even when the source r is not
     odd = Strategy(r=(1.0, 1.0, 0.0), tau1=(1,) * 3, tau2=(0,) * 3, s=(0,) * 3).interpolate(5)
     assert all(0.0 <= v <= 1.0 for v in odd.r) and list(odd.r) == sorted(odd.r, reverse=True)
+
+
+def test_to_dict_is_the_documented_format():
+    st = Strategy.from_dict(OK)
+    assert st.to_dict() == {"format": "autonat-strategy", "version": 2, "name": "", "steps": 2, "guidance": "logits",
+                            "rounding": "ceil", "order": "confidence", "always_uncond": False, "r": [0.5, 0.0],
+                            "tau1": [1.0, 1.0], "tau2": [0.0, 0.0], "s": [0.0, 0.0]}

@@ -57,7 +57,7 @@ def effective_warmup(warmup: int, steps: int) -> int:
 def lr_at(step: int, *, lr: float, warmup: int, steps: int, schedule: str = "cosine",
           min_ratio: float = 0.1) -> float:
     """Learning rate at 0-based `step`: linear warm-up over `effective_warmup` steps, then
-    cosine decay from lr to lr * min_ratio at the last step (or constant)."""
+    cosine decay from lr towards lr * min_ratio, reached at step `steps` (or constant)."""
     w = effective_warmup(warmup, steps)
     if step < w:
         return lr * (step + 1) / w
