@@ -75,6 +75,15 @@ def test_every_state_of_the_checkpoint_swap_resumes(tmp_path):
 def test_no_complete_checkpoint_is_none(tmp_path):
     (tmp_path / "checkpoint" / "step-00000001.tmp-x").mkdir(parents=True)
     assert find_latest(tmp_path) is None and load_checkpoint(tmp_path) is None
+    _ck(tmp_path, 1)
+    half = tmp_path / "checkpoint" / "step-00000002"          # weights written, state.json not yet
+    half.mkdir()
+    shutil.copy(tmp_path / "checkpoint" / "step-00000001" / "model.safetensors", half)
+    (tmp_path / "checkpoint" / "LATEST").unlink()
+    assert find_latest(tmp_path).name == "step-00000001"
+    (half / "model.safetensors").unlink()
+    (half / "state.json").write_text('{"step": 2}')            # state written, weights missing
+    assert find_latest(tmp_path).name == "step-00000001"
 
 
 def test_torn_log_line_is_dropped_on_resume(tmp_path):

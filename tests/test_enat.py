@@ -319,3 +319,12 @@ def test_reusing_a_cache_whose_token_was_masked_again_is_refused():
     again[0, int((ids[0] != m.mask_id).nonzero()[0])] = m.mask_id
     with pytest.raises(AutonatError, match="masked again .decoded tokens must never be re-masked"):
         m.extend_cache(again, labels, cache)
+
+
+def test_config_names_an_indivisible_width():
+    import pytest
+    from autonat.io import AutonatError
+    from autonat.models.enat import ENATConfig
+    with pytest.raises(AutonatError) as e:
+        ENATConfig(dim=30, heads=4)
+    assert str(e.value) == "dim 30 must be divisible by heads 4"

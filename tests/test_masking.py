@@ -124,3 +124,9 @@ def test_training_masks_draw_r_per_example_unless_per_batch():
     assert len(set(r.tolist())) == 64 and len(set(mask.sum(1).tolist())) > 10
     mask, r = sample_training_mask(Uniform(), 64, 49, g, per_batch=True)
     assert len(set(r.tolist())) == 1 and len(set(mask.sum(1).tolist())) == 1
+
+
+def test_beta_needs_both_parameters_positive():
+    for a, b in ((1.0, 0.0), (0.0, 1.0)):
+        with pytest.raises(AutonatError):
+            Beta(a, b)

@@ -118,3 +118,32 @@ def test_to_dict_is_the_documented_format():
     assert st.to_dict() == {"format": "autonat-strategy", "version": 2, "name": "", "steps": 2, "guidance": "logits",
                             "rounding": "ceil", "order": "confidence", "always_uncond": False, "r": [0.5, 0.0],
                             "tau1": [1.0, 1.0], "tau2": [0.0, 0.0], "s": [0.0, 0.0]}
+
+
+def _st(**kw):
+    base = dict(r=(0.5, 0.0), tau1=(1.0, 1.0), tau2=(0.0, 0.0), s=(0.0, 0.0))
+    return Strategy(**{**base, **kw})
+
+
+@pytest.mark.parametrize("kw, expected", [
+    (dict(r=(0.5, 0.2)), "strategy: r at the last step must be 0 so every token is decoded; got 0.2"),
+    (dict(r=(0.5, 0.7, 0.0), tau1=(1,) * 3, tau2=(0,) * 3, s=(0,) * 3),
+     "strategy: r must be non-increasing (it is the fraction still masked); got [0.5, 0.7, 0.0]"),
+    (dict(r=(1.5, 0.0)), "strategy: every r[t] must lie in [0, 1]; got [1.5, 0.0]"),
+    (dict(tau1=(-1.0, 1.0)), "strategy: sampling temperatures (tau1) must be >= 0; got [-1.0, 1.0]"),
+    (dict(tau2=(0.0, -2.0)), "strategy: re-masking temperatures (tau2) must be >= 0; got [0.0, -2.0]"),
+    (dict(s=(-0.5, 0.0)), "strategy: guidance scales (s) must be >= 0; got [-0.5, 0.0]"),
+    (dict(rounding="round"), "strategy: unknown rounding 'round'; known: ceil, floor, floor-unclamped"),
+    (dict(tau1=(1.0,)), "strategy: tau1 has 1 values but r has 2; all four schedules need one value per step"),
+    (dict(r=(0.5, "x")), "strategy: r[1] must be a number, got 'x'"),
+])
+def test_strategy_rule_messages(kw, expected):
+    assert _msg(_st, **kw) == expected
+
+
+def test_strategy_boundaries_are_inclusive():
+    assert _st(r=(1.0, 1.0, 0.0), tau1=(1,) * 3, tau2=(0,) * 3, s=(0,) * 3).r == (1.0, 1.0, 0.0)   # r = 1, flat
+    T = MAX_STEPS
+    assert Strategy(r=(0.0,) * T, tau1=(1.0,) * T, tau2=(0.0,) * T, s=(0.0,) * T).steps == T
+    assert _msg(Strategy, r=(0.0,) * (T + 1), tau1=(1.0,) * (T + 1), tau2=(0.0,) * (T + 1),
+                s=(0.0,) * (T + 1)) == f"a strategy needs between 1 and {T} steps, got {T + 1}"

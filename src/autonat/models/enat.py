@@ -259,16 +259,12 @@ class ENAT(nn.Module):
         return ENATCache(features, visible)
 
     def forward(self, ids: torch.Tensor, labels: torch.Tensor, query: torch.Tensor | None = None,
-                select: torch.Tensor | None = None, cache: ENATCache | None = None) -> torch.Tensor:
-        """Training / scoring: logits [B, M, K] at `query` (default: every [MASK] position), or
-        [S, K] rows for the bool mask `select`. `cache` trains through the reuse path."""
+                cache: ENATCache | None = None) -> torch.Tensor:
+        """Training / scoring: logits [B, M, K] at `query` (default: every [MASK] position).
+        `cache` trains through the reuse path."""
         if query is None:
             query = self._positions(ids == self.mask_id)
-        logits, _ = self.step(ids, labels, query, cache)
-        if select is not None:
-            sel = select.gather(1, query)
-            return logits[sel]
-        return logits
+        return self.step(ids, labels, query, cache)[0]
 
     # -- the model contract (autonat.models.contract) ---------------------------------------
     def decode_step(self, ids, labels, query, cache=None):
