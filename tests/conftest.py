@@ -73,3 +73,21 @@ def tiny_enat(codebook_size=32, seq_len=49, num_classes=10, seed=0, decoder_dept
                 p.add_(torch.randn_like(p) * 0.02)
     return m
 
+
+
+class Killed(BaseException):
+    """Stands for a kill -9 right after a checkpoint (the process simply stops)."""
+
+
+def run_until_killed(monkeypatch, module, run, at_step: int) -> None:
+    """Call `run()` and stop it right after `module.save_checkpoint` has written step `at_step`."""
+    real = module.save_checkpoint
+
+    def save_then_die(out_, **kw):
+        real(out_, **kw)
+        if kw["step"] == at_step:
+            raise Killed
+    monkeypatch.setattr(module, "save_checkpoint", save_then_die)
+    with pytest.raises(Killed):
+        run()
+    monkeypatch.setattr(module, "save_checkpoint", real)

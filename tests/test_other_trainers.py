@@ -11,10 +11,6 @@ from autonat.checkpoint import find_latest
 from autonat.io import atomic_save_tensors, load_tensors
 
 
-class Killed(BaseException):
-    """Stands for a kill -9 right after a checkpoint."""
-
-
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory):
     from conftest import random_images
@@ -45,16 +41,8 @@ def _featnet(folder):
 
 
 def _until_killed(monkeypatch, module, run, out, at_step):
-    real = module.save_checkpoint
-
-    def save_then_die(out_, **kw):
-        real(out_, **kw)
-        if kw["step"] == at_step:
-            raise Killed
-    monkeypatch.setattr(module, "save_checkpoint", save_then_die)
-    with pytest.raises(Killed):
-        run(out)
-    monkeypatch.setattr(module, "save_checkpoint", real)
+    from conftest import run_until_killed
+    run_until_killed(monkeypatch, module, lambda: run(out), at_step)
 
 
 @pytest.mark.parametrize("which", [_tokenizer, _featnet], ids=["tokenizer", "featnet"])

@@ -47,23 +47,11 @@ def _cfg(cache, **kw):
     return TrainConfig(**base)
 
 
-class Killed(BaseException):
-    """Stands for a kill -9 right after a checkpoint (the process simply stops)."""
-
-
 def train_until_killed(monkeypatch, cfg, out, at_step):
     """Run `train` and stop the process right after the checkpoint of `at_step` is written."""
     import autonat.training as T
-    real = T.save_checkpoint
-
-    def save_then_die(out_, **kw):
-        real(out_, **kw)
-        if kw["step"] == at_step:
-            raise Killed
-    monkeypatch.setattr(T, "save_checkpoint", save_then_die)
-    with pytest.raises(Killed):
-        train(cfg, out, show_progress=False)
-    monkeypatch.setattr(T, "save_checkpoint", real)
+    from conftest import run_until_killed
+    run_until_killed(monkeypatch, T, lambda: train(cfg, out, show_progress=False), at_step)
 
 
 def test_data_order_covers_each_example_once_per_epoch():
