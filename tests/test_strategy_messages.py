@@ -147,3 +147,18 @@ def test_strategy_boundaries_are_inclusive():
     assert Strategy(r=(0.0,) * T, tau1=(1.0,) * T, tau2=(0.0,) * T, s=(0.0,) * T).steps == T
     assert _msg(Strategy, r=(0.0,) * (T + 1), tau1=(1.0,) * (T + 1), tau2=(0.0,) * (T + 1),
                 s=(0.0,) * (T + 1)) == f"a strategy needs between 1 and {T} steps, got {T + 1}"
+
+
+def test_every_field_survives_the_json_round_trip():
+    st = Strategy(r=(0.5, 0.0), tau1=(1.0, 2.0), tau2=(0.5, 0.0), s=(0.0, 3.0),
+                  rounding="floor-unclamped", order="halton", always_uncond=True, name="mine")
+    back = Strategy.from_dict(st.to_dict(), source="f.json")
+    assert (back.guidance, back.rounding, back.order, back.always_uncond, back.name) == (
+        "logits", "floor-unclamped", "halton", True, "mine")
+    assert back == Strategy.from_dict(st.to_dict(), source="f.json") and back.source == "f.json"
+
+
+def test_yaml_errors_name_the_file(tmp_path):
+    p = tmp_path / "s.yaml"
+    p.write_text(yaml.safe_dump({"manual_ratios": [0.5]}))
+    assert _msg(Strategy.load, p).startswith(f"{p}: lacks key(s)")
