@@ -40,6 +40,16 @@ from .store import TrialStore, trial_key
 from .training_strategy import BetaSearchConfig, line_search_beta, moment_matched_beta
 
 
+class _NoStore:
+    """The trial store as seen from a non-main rank: events are the main rank's to log."""
+
+    def log_event(self, kind: str, payload: dict) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
 @dataclass(frozen=True)
 class ProxyTraining:
     """How each candidate p(r) is trained in the full search (the proxy model's recipe)."""
@@ -111,7 +121,9 @@ class Searcher:
         self.out.mkdir(parents=True, exist_ok=True)
         self.cfg, self.tokenizer, self.extractor, self.ref_feats = cfg, tokenizer, extractor, ref_feats
         self.train_template = train_template
-        self.store = TrialStore(self.out / "trials.sqlite")
+        # Only the main process reads and writes the store (results are broadcast); the other
+        # ranks never open the file, which the main one may be creating at that instant.
+        self.store = TrialStore(self.out / "trials.sqlite") if D.is_main() else _NoStore()
         self.log, self.show = log, show_progress
         self.fresh_counter = 0
         # Trials are keyed by the reference set too: another --ref-data never reuses a cached FID.
