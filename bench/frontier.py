@@ -69,9 +69,10 @@ def nat_point(series: str, model: str, strategy: str, steps: int, n: int, seed: 
 
 
 def diffusion_points(model: str, n: int, seed: int, out: Path, guidance: float, sweep_steps: int,
-                     sweep: list[float], sweep_n: int) -> None:
-    py = [sys.executable, str(Path(__file__).parent / "diffusion" / "evaluate.py"), "--model", model, "--seed", str(seed)]
-    todo = [("dpmpp2m", s, guidance, n) for s in (5, 8, 10, 15, 20, 50)] + [("ddim", 50, guidance, n)]
+                     sweep: list[float], sweep_n: int, steps: list[int], speed: list[str]) -> None:
+    py = [sys.executable, str(Path(__file__).parent / "diffusion" / "evaluate.py"), "--model", model, "--seed", str(seed),
+          *speed]
+    todo = [("dpmpp2m", s, guidance, n) for s in steps] + [("ddim", 50, guidance, n)]
     todo += [("dpmpp2m", sweep_steps, w, sweep_n) for w in sweep if w != guidance]
     for sched, steps, w, npts in todo:
         name = f"diffusion-{sched}" + ("" if w == guidance else f"-w{w:g}")
@@ -171,6 +172,10 @@ def main() -> None:
     ap.add_argument("--sweep", type=float, nargs="+", default=[1.0, 1.5, 2.0, 3.0])
     ap.add_argument("--sweep-steps", type=int, default=10)
     ap.add_argument("--sweep-n", type=int, default=10000)
+    ap.add_argument("--diffusion-steps", type=int, nargs="+", default=[5, 8, 10, 15, 20, 50],
+                    help="DPM-Solver++ step counts (DDIM runs at 50)")
+    ap.add_argument("--speed-repeats", type=int, default=3, help="diffusion batch-256 speed runs per point")
+    ap.add_argument("--latency-repeats", type=int, default=10, help="diffusion batch-1 latency runs per point")
     args = ap.parse_args()
     if args.diffusion:
         args.diffusion, args.guidance = diffusion_choice(args.diffusion, args.guidance)
@@ -187,7 +192,8 @@ def main() -> None:
             nat_point(name, model, strategy, T, args.n, args.seed, out, ref, net)
     if args.diffusion:
         diffusion_points(args.diffusion, args.n, args.seed, out, args.guidance, args.sweep_steps, args.sweep,
-                         args.sweep_n)
+                         args.sweep_n, args.diffusion_steps, ["--speed-repeats", str(args.speed_repeats),
+                                                             "--latency-repeats", str(args.latency_repeats)])
     (out / "table.md").write_text(table(out) + "\n" + comparison(out))
     subprocess.run([sys.executable, "-m", "autonat", "plot", "frontier", *map(str, sorted(out.glob("*.jsonl"))),
                     "--out", str(out / "frontier.png")], check=True)

@@ -75,12 +75,21 @@ def plot_curves(series: dict[str, tuple[Sequence[float], Sequence[float]]], path
     _save_fig(plt, fig, path)
 
 
+def _ticker():
+    import matplotlib.ticker
+    return matplotlib.ticker
+
+
 def plot_frontier(points: Sequence[dict], path: str | Path, metric: str = "fid_fmnist") -> None:
     """FID vs GFLOPs per image and, where points carry `seconds_per_image`, FID vs wall-clock per
     image; `points` = dicts with fid, gflops, group (series), label (e.g. T=8)."""
     panels = [("gflops", "GFLOPs / image (every guidance pass)")]
     if any(p.get("seconds_per_image") for p in points):
-        panels.append(("seconds_per_image", "seconds / image (batch 256, this CPU)"))
+        panels.append(("ms_per_image", "ms / image (batch 256, this CPU)"))
+        points = [{**p, "ms_per_image": 1000 * p["seconds_per_image"]} if p.get("seconds_per_image") else p
+                  for p in points]
+    fids = [p["fid"] for p in points if p.get("fid", 0) > 0]
+    log_y = bool(fids) and max(fids) / min(fids) > 20       # diffusion and NAT points decades apart
     plt, fig, axes = _figure(len(panels), 1, (5.5, 4.2))
     groups: dict[str, list[dict]] = {}
     for p in points:
@@ -96,6 +105,11 @@ def plot_frontier(points: Sequence[dict], path: str | Path, metric: str = "fid_f
                     ax.annotate(p["label"], (p[key], p["fid"]), fontsize=7, xytext=(3, 3),
                                 textcoords="offset points")
         ax.set_xscale("log")
+        if log_y:
+            ax.set_yscale("log")
+        for axis in (ax.xaxis, ax.yaxis):     # plain numbers on major ticks, no crowded minor labels
+            axis.set_major_formatter(_ticker().FormatStrFormatter("%g"))
+            axis.set_minor_formatter(_ticker().NullFormatter())
         ax.set_xlabel(xlabel)
         ax.set_ylabel(f"FID ({metric}, lower is better)")
         ax.grid(alpha=0.3, which="both")
