@@ -20,6 +20,9 @@ from pathlib import Path
 
 import torch
 
+from autonat.io import _fsync_dir
+from autonat.models.registry import count_parameters  # noqa: F401  (evaluate.py, train.py)
+
 NUM_CLASSES = 10
 NULL_CLASS = NUM_CLASSES          # index of the "no label" embedding (CFG)
 PAD = 2                           # 28 + 2 * 2 = 32
@@ -93,10 +96,6 @@ def build_unet(mc: ModelConfig):
         dropout=mc.dropout)
 
 
-def count_parameters(model: torch.nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
-
-
 def train_scheduler(cfg: TrainConfig):
     """The DDPM scheduler that defines the forward process (alphas_cumprod) used in training."""
     from diffusers import DDPMScheduler
@@ -125,14 +124,6 @@ def keyed_generator(*key: int) -> torch.Generator:
 # ----------------------------------------------------------------------------------------------
 # Files
 # ----------------------------------------------------------------------------------------------
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
 
 def _fsync_tree(path: Path) -> None:
     for p in path.iterdir():
@@ -240,3 +231,10 @@ class ThreadGuard:
         if self.mode == "auto":
             torch.set_num_threads(1 if self.others_cpu >= self.busy else self.max_threads)
         return torch.get_num_threads()
+
+
+def add_runtime_args(p) -> None:
+    """The options every bench/diffusion command shares."""
+    p.add_argument("--threads", default="auto",
+                   help="torch threads: auto (2, or 1 while other processes use a core), 1, 2")
+    p.add_argument("--quiet", action="store_true")

@@ -31,7 +31,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import NUM_CLASSES, ThreadGuard, append_jsonl, count_parameters, load_model_dir  # noqa: E402
+from common import add_runtime_args, NUM_CLASSES, ThreadGuard, append_jsonl, count_parameters, load_model_dir  # noqa: E402
 from sampling import SCHEDULERS, generate, inference_model, initial_noise, sample  # noqa: E402
 
 
@@ -149,12 +149,10 @@ def parse_args(argv=None):
     p.add_argument("--latency-repeats", type=int, default=10, help="batch-1 runs (0 = skip)")
     p.add_argument("--grid", default=None, help="also save a 10x10 PNG of the samples")
     p.add_argument("--out", required=True, type=Path, help="JSONL file to append to")
-    p.add_argument("--threads", default="auto",
-                   help="torch threads: auto (2, or 1 while other processes use a core), 1, 2")
     p.add_argument("--speed-only", action="store_true",
                    help="only FLOPs, batch-256 img/s and batch-1 latency (no FID); JSON lines without fid")
     p.add_argument("--smoke", action="store_true", help="n = 20, 3 steps, one speed run")
-    p.add_argument("--quiet", action="store_true")
+    add_runtime_args(p)
     return p.parse_args(argv)
 
 

@@ -29,7 +29,7 @@ import torch
 from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import (NULL_CLASS, ModelConfig, ThreadGuard, TrainConfig, append_jsonl,  # noqa: E402
+from common import (add_runtime_args, NULL_CLASS, ModelConfig, ThreadGuard, TrainConfig, append_jsonl,  # noqa: E402
                     atomic_write_dir, build_unet, config_from_dict, count_parameters, keyed_generator,
                     save_model_dir, to_model_space, train_scheduler, write_json)
 
@@ -205,13 +205,11 @@ def parse_args(argv=None):
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--log-every", type=int, default=d.log_every)
     p.add_argument("--ckpt-every", type=int, default=d.ckpt_every)
-    p.add_argument("--threads", default="auto",
-                   help="torch threads: auto (2, or 1 while other processes use a core), 1, 2")
     p.add_argument("--resume", action="store_true")
     p.add_argument("--stop-after", type=int, default=None,
                    help="checkpoint and exit after this many steps (to test --resume)")
     p.add_argument("--smoke", action="store_true", help="tiny UNet, 6 steps of 8 images")
-    p.add_argument("--quiet", action="store_true")
+    add_runtime_args(p)
     return p.parse_args(argv)
 
 
