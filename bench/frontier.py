@@ -69,10 +69,13 @@ def nat_point(series: str, model: str, strategy: str, steps: int, n: int, seed: 
 
 
 def diffusion_points(model: str, n: int, seed: int, out: Path, guidance: float, sweep_steps: int,
-                     sweep: list[float], sweep_n: int, steps: list[int], speed: list[str]) -> None:
+                     sweep: list[float], sweep_n: int, steps: list[int], ddim_steps: list[int],
+                     speed: list[str]) -> None:
+    """The diffusion points, sampled at batch 256 like the NATs: the timed sampling run of the FID
+    is the batch-256 throughput (extra speed-only runs only with --speed-repeats > 0)."""
     py = [sys.executable, str(Path(__file__).parent / "diffusion" / "evaluate.py"), "--model", model, "--seed", str(seed),
-          *speed]
-    todo = [("dpmpp2m", s, guidance, n) for s in steps] + [("ddim", 50, guidance, n)]
+          "--batch-size", "256", *speed]
+    todo = [("dpmpp2m", s, guidance, n) for s in steps] + [("ddim", s, guidance, n) for s in ddim_steps]
     todo += [("dpmpp2m", sweep_steps, w, sweep_n) for w in sweep if w != guidance]
     for sched, steps, w, npts in todo:
         name = f"diffusion-{sched}" + ("" if w == guidance else f"-w{w:g}")
@@ -84,6 +87,7 @@ def diffusion_points(model: str, n: int, seed: int, out: Path, guidance: float, 
         r = json.loads(path.read_text().splitlines()[-1])
         r["series"] = name if w == guidance else f"diffusion-dpmpp2m (w sweep, T={steps})"
         r["seconds_per_image"] = r["sample_seconds"] / npts
+        r.setdefault("images_per_second_b256", r["images_per_second"])
         lines = path.read_text().splitlines()[:-1] + [json.dumps(r)]
         path.write_text("\n".join(lines) + "\n")
         print(f"{name} T={steps} w={w}: FID {r['fid']:.2f}, {r['gflops_per_image']:.1f} GFLOPs", flush=True)
@@ -173,8 +177,11 @@ def main() -> None:
     ap.add_argument("--sweep-steps", type=int, default=10)
     ap.add_argument("--sweep-n", type=int, default=10000)
     ap.add_argument("--diffusion-steps", type=int, nargs="+", default=[5, 8, 10, 15, 20, 50],
-                    help="DPM-Solver++ step counts (DDIM runs at 50)")
-    ap.add_argument("--speed-repeats", type=int, default=3, help="diffusion batch-256 speed runs per point")
+                    help="DPM-Solver++ step counts, run in this order")
+    ap.add_argument("--ddim-steps", type=int, nargs="*", default=[50], help="DDIM step counts (none: skip DDIM)")
+    ap.add_argument("--speed-repeats", type=int, default=0,
+                    help="extra diffusion batch-256 speed-only runs per point (0: the FID sampling run, at "
+                         "batch 256, is the throughput measurement, as for the NATs)")
     ap.add_argument("--latency-repeats", type=int, default=10, help="diffusion batch-1 latency runs per point")
     args = ap.parse_args()
     if args.diffusion:
@@ -192,7 +199,7 @@ def main() -> None:
             nat_point(name, model, strategy, T, args.n, args.seed, out, ref, net)
     if args.diffusion:
         diffusion_points(args.diffusion, args.n, args.seed, out, args.guidance, args.sweep_steps, args.sweep,
-                         args.sweep_n, args.diffusion_steps, ["--speed-repeats", str(args.speed_repeats),
+                         args.sweep_n, args.diffusion_steps, args.ddim_steps, ["--speed-repeats", str(args.speed_repeats),
                                                              "--latency-repeats", str(args.latency_repeats)])
     (out / "table.md").write_text(table(out) + "\n" + comparison(out))
     subprocess.run([sys.executable, "-m", "autonat", "plot", "frontier", *map(str, sorted(out.glob("*.jsonl"))),

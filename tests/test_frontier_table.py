@@ -1,0 +1,53 @@
+"""The arithmetic behind the frontier table's headline columns (bench/frontier.py): the diffusion
+wall-clock needed to match a NAT's FID, the speed ratio, and the equal-time FID."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+_SPEC = importlib.util.spec_from_file_location("frontier", Path(__file__).parents[1] / "bench" / "frontier.py")
+frontier = importlib.util.module_from_spec(_SPEC)
+_SPEC.loader.exec_module(frontier)
+
+
+def _diff(points):
+    return [{"seconds_per_image": t, "fid": f} for t, f in points]
+
+
+def test_cost_is_none_when_no_diffusion_point_reaches_the_fid():
+    assert frontier._diffusion_cost_for(2.0, _diff([(0.05, 9.0), (0.1, 4.0), (0.2, 3.0)])) is None
+
+
+def test_cost_is_the_cheapest_point_when_nothing_cheaper_is_worse():
+    assert frontier._diffusion_cost_for(5.0, _diff([(0.05, 4.5), (0.1, 4.0)])) == 0.05
+
+
+def test_cost_interpolates_log_linearly_between_the_bracketing_points():
+    # 6.0 lies halfway in FID between 8 (at 40 ms) and 4 (at 160 ms): geometric mean of the times
+    got = frontier._diffusion_cost_for(6.0, _diff([(0.01, 20.0), (0.04, 8.0), (0.16, 4.0), (0.4, 3.5)]))
+    assert got == pytest.approx(math.sqrt(0.04 * 0.16))
+    # the bracket is the most expensive worse point below the cheapest good one, not any worse point
+    assert frontier._diffusion_cost_for(8.0, _diff([(0.01, 20.0), (0.04, 8.0), (0.16, 4.0)])) == pytest.approx(0.04)
+
+
+def test_comparison_ratio_and_equal_time_columns(tmp_path):
+    rows = {
+        "uvit-autonat.jsonl": [{"series": "uvit-autonat", "steps": 4, "fid": 3.0, "seconds_per_image": 0.01},
+                               {"series": "uvit-autonat", "steps": 8, "fid": 3.5, "seconds_per_image": 0.02}],
+        "diffusion-dpmpp2m.jsonl": [{"series": "diffusion-dpmpp2m", "steps": s, "fid": f, "seconds_per_image": t}
+                                    for s, f, t in [(5, 6.0, 0.005), (10, 3.0, 0.1), (20, 2.5, 0.2)]],
+        "diffusion-dpmpp2m-w3.jsonl": [{"series": "diffusion-dpmpp2m (w sweep, T=10)", "steps": 10, "fid": 1.0,
+                                        "seconds_per_image": 0.001}],
+    }
+    for name, rs in rows.items():
+        (tmp_path / name).write_text("".join(json.dumps(r) + "\n" for r in rs))
+    text = frontier.comparison(tmp_path)
+    line = next(x for x in text.splitlines() if x.startswith("| uvit-autonat"))
+    cells = [c.strip() for c in line.strip("|").split("|")]
+    # best NAT point is T=4 (FID 3.0 at 10 ms); diffusion matches FID 3.0 at 100 ms -> 10x;
+    # within 10 ms diffusion only has the 5-step point (FID 6.0); the sweep row never counts
+    assert cells == ["uvit-autonat (T=4)", "3.00", "10.0 ms", "100.0 ms", "10.0x", "6.00"]
