@@ -173,7 +173,8 @@ def main() -> None:
                     help="diffusion model dir; 'auto' = the learning rate bench/diffusion/run_all.sh chose; '' = skip")
     ap.add_argument("--guidance", type=float, default=None,
                     help="diffusion guidance w of the step sweep (default: the one run_all.sh chose)")
-    ap.add_argument("--sweep", type=float, nargs="+", default=[1.0, 1.5, 2.0, 3.0])
+    ap.add_argument("--sweep", type=float, nargs="*", default=[1.0, 1.5, 2.0, 3.0],
+                    help="guidance values of the sweep at --sweep-steps (none: skip the sweep)")
     ap.add_argument("--sweep-steps", type=int, default=10)
     ap.add_argument("--sweep-n", type=int, default=10000)
     ap.add_argument("--diffusion-steps", type=int, nargs="+", default=[5, 8, 10, 15, 20, 50],
