@@ -51,3 +51,15 @@ def test_comparison_ratio_and_equal_time_columns(tmp_path):
     # best NAT point is T=4 (FID 3.0 at 10 ms); diffusion matches FID 3.0 at 100 ms -> 10x;
     # within 10 ms diffusion only has the 5-step point (FID 6.0); the sweep row never counts
     assert cells == ["uvit-autonat (T=4)", "3.00", "10.0 ms", "100.0 ms", "10.0x", "6.00"]
+
+
+def test_comparison_gives_a_lower_bound_when_diffusion_never_reaches_the_nat(tmp_path):
+    (tmp_path / "enat-autonat.jsonl").write_text(json.dumps(
+        {"series": "enat-autonat", "steps": 8, "fid": 2.0, "seconds_per_image": 0.01}) + "\n")
+    (tmp_path / "diffusion-dpmpp2m.jsonl").write_text("".join(json.dumps(
+        {"series": "diffusion-dpmpp2m", "steps": s, "fid": f, "seconds_per_image": t}) + "\n"
+        for s, f, t in [(10, 4.0, 0.07), (20, 3.0, 0.15), (50, 3.5, 0.4)]))
+    line = next(x for x in frontier.comparison(tmp_path).splitlines() if x.startswith("| enat-autonat"))
+    cells = [c.strip() for c in line.strip("|").split("|")]
+    # the best diffusion FID (3.0, at 150 ms) is still worse than the NAT's 2.0 at 10 ms: > 15x
+    assert cells[3:5] == ["not reached (best: 3.00 at 150.0 ms)", "> 15.0x"]
