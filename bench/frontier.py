@@ -86,6 +86,8 @@ def diffusion_points(model: str, n: int, seed: int, out: Path, guidance: float, 
                              "--out", str(path), "--quiet"], check=True)
         r = json.loads(path.read_text().splitlines()[-1])
         r["series"] = name if w == guidance else f"diffusion-dpmpp2m (w sweep, T={steps})"
+        if w != guidance:
+            r["label"] = f"w={w:g}"
         r["seconds_per_image"] = r["sample_seconds"] / npts
         r.setdefault("images_per_second_b256", r["images_per_second"])
         lines = path.read_text().splitlines()[:-1] + [json.dumps(r)]

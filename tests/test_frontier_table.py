@@ -63,3 +63,12 @@ def test_comparison_gives_a_lower_bound_when_diffusion_never_reaches_the_nat(tmp
     cells = [c.strip() for c in line.strip("|").split("|")]
     # the best diffusion FID (3.0, at 150 ms) is still worse than the NAT's 2.0 at 10 ms: > 15x
     assert cells[3:5] == ["not reached (best: 3.00 at 150.0 ms)", "> 15.0x"]
+
+
+def test_read_frontier_labels_points_by_their_label_field_else_by_steps(tmp_path):
+    from autonat.plots import read_frontier
+    f = tmp_path / "d.jsonl"
+    f.write_text(json.dumps({"fid": 5.0, "flops_per_image": 2e10, "steps": 10, "series": "sweep", "label": "w=3"})
+                 + "\n" + json.dumps({"fid": 4.0, "flops_per_image": 4e10, "steps": 20}) + "\n")
+    pts = read_frontier([f])
+    assert [(p["group"], p["label"], p["gflops"]) for p in pts] == [("sweep", "w=3", 20.0), ("d", "T=20", 40.0)]

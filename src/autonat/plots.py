@@ -119,8 +119,8 @@ def plot_frontier(points: Sequence[dict], path: str | Path, metric: str = "fid_f
 
 def read_frontier(files: Sequence[str | Path]) -> list[dict]:
     """Frontier points from JSONL files of `autonat evaluate --json` (or bench) results; the series
-    is the record's `series` field, else the file name. Every bad file or record is an error
-    naming it."""
+    is the record's `series` field, else the file name; a point is annotated with the record's
+    `label` field, else T=steps. Every bad file or record is an error naming it."""
     import json
     pts = []
     for f in files:
@@ -138,7 +138,8 @@ def read_frontier(files: Sequence[str | Path]) -> list[dict]:
                 raise AutonatError(f"{path}:{i}: a frontier record needs fid, flops_per_image and steps")
             try:
                 pts.append({"gflops": float(r["flops_per_image"]) / 1e9, "fid": float(r["fid"]),
-                            "group": str(r.get("series") or path.stem), "label": f"T={r['steps']}",
+                            "group": str(r.get("series") or path.stem),
+                            "label": str(r.get("label") or f"T={r['steps']}"),
                             "seconds_per_image": float(r["seconds_per_image"]) if r.get("seconds_per_image") else None})
             except (TypeError, ValueError):
                 raise AutonatError(f"{path}:{i}: fid, flops_per_image must be numbers") from None
