@@ -78,16 +78,18 @@ def diffusion_points(model: str, n: int, seed: int, out: Path, guidance: float, 
     todo = [("dpmpp2m", s, guidance, n) for s in steps] + [("ddim", s, guidance, n) for s in ddim_steps]
     todo += [("dpmpp2m", sweep_steps, w, sweep_n) for w in sweep if w != guidance]
     for sched, steps, w, npts in todo:
-        name = f"diffusion-{sched}" + ("" if w == guidance else f"-w{w:g}")
+        swept = w != guidance
+        name = f"diffusion-{sched}" + (f"-w{w:g}" if swept else "")
         path = out / f"{name}.jsonl"
         if done(path, {"steps": steps, "guidance": w, "n": npts}):
             continue
         subprocess.run(py + ["--scheduler", sched, "--steps", str(steps), "--guidance", str(w), "--n", str(npts),
                              "--out", str(path), "--quiet"], check=True)
         r = json.loads(path.read_text().splitlines()[-1])
-        r["series"] = name if w == guidance else f"diffusion-dpmpp2m (w sweep, T={steps})"
-        if w != guidance:
-            r["label"] = f"w={w:g}"
+        if swept:
+            r["series"], r["label"] = f"diffusion-dpmpp2m (w sweep, T={steps})", f"w={w:g}"
+        else:
+            r["series"] = name
         r["seconds_per_image"] = r["sample_seconds"] / npts
         r.setdefault("images_per_second_b256", r["images_per_second"])
         lines = path.read_text().splitlines()[:-1] + [json.dumps(r)]

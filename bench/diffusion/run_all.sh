@@ -21,11 +21,13 @@ steps=${STEPS:-2100}
 if [ -n "${WAIT_PID:-}" ]; then
   while kill -0 "$WAIT_PID" 2>/dev/null; do sleep 20; done
 fi
-has() {  # has FILE MODEL GUIDANCE: is this (model, w) already evaluated in FILE?
+has_record() {  # has_record FILE CONDITION: does a JSON line r of FILE satisfy the Python CONDITION?
   [ -f "$1" ] && $py -c "
 import json, sys
-sys.exit(0 if any(r['model'] == '$2' and r['guidance'] == float('$3')
-                  for r in map(json.loads, open('$1'))) else 1)"
+sys.exit(0 if any($2 for r in map(json.loads, open('$1'))) else 1)"
+}
+has() {  # has FILE MODEL GUIDANCE: is this (model, w) already evaluated in FILE?
+  has_record "$1" "r['model'] == '$2' and r['guidance'] == float('$3')"
 }
 for lr in 1e-3 2e-4; do
   out=$R/$tag-lr$lr
@@ -56,10 +58,7 @@ import json; r=[x for f in ('$R/guidance.jsonl', '$R/lr-choice.jsonl') for x in 
 print(min([x for x in r if x['model'] == '$best'], key=lambda x: x['fid'])['guidance'])")
 echo "best guidance: $w"
 for p in bf16 autocast fp32; do
-  $py -c "
-import json, sys
-sys.exit(0 if any(r['model'] == '$best' and r['precision'] == '$p'
-                  for r in map(json.loads, open('$R/precision.jsonl'))) else 1)" 2>/dev/null ||
+  has_record $R/precision.jsonl "r['model'] == '$best' and r['precision'] == '$p'" ||
   $py bench/diffusion/evaluate.py --model $best --speed-only --steps 8 --guidance $w --precision $p \
     --speed-repeats 2 --latency-repeats 5 --out $R/precision.jsonl --quiet
 done
