@@ -1,7 +1,7 @@
 """Shared pieces of the diffusion baseline: configs, the UNet, the noise schedule, data, file I/O.
 
 The baseline is a class-conditional pixel-space DDPM (diffusers `UNet2DModel`) on Fashion-MNIST
-padded to 32x32, trained with epsilon prediction on a 1000-step cosine (`squaredcos_cap_v2`)
+padded to 32x32, trained with v-prediction (TrainConfig; epsilon was tried) on a 1000-step cosine (`squaredcos_cap_v2`)
 schedule. Class id 10 is the null class used for classifier-free guidance (label dropout during
 training, the unconditional branch at sampling time).
 

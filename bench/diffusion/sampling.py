@@ -83,8 +83,23 @@ def sample(model, cfg: TrainConfig, scheduler: str, steps: int, w: float, labels
     for t in sch.timesteps:
         x_in = sch.scale_model_input(x, t)
         eps = guided_eps(model, x_in, t, labels, w, dtype, precision == "autocast")
-        x = sch.step(eps, t, x).prev_sample
+        x = solver_step(sch, scheduler, eps, t, x)
     return x
+
+
+def solver_step(sch, scheduler: str, out: torch.Tensor, t, x: torch.Tensor) -> torch.Tensor:
+    """One solver step x_t -> x_{t-1} from the model output `out` (v or eps).
+
+    DDIM is told to rebuild eps from the *clipped* x_0 (`use_clipped_model_output=True`). Its
+    default keeps the unclipped eps, so the update pairs clip(x_0) with an eps that belongs to
+    another x_0 and leaves the ODE whenever clipping acts -- with guidance w = 2 it acts on every
+    sample at high noise (|x_0| up to 2.2 at t = 999). Measured on this model, 50 steps, n = 2000:
+    FID 117.85 with the default, against 4.32 for DPM-Solver++ (whose data-prediction update uses
+    clip(x_0) alone, so it is consistent by construction). A model-free oracle with in-range
+    targets cannot see this (clipping never acts); `oracle_check.py --agreement` can.
+    """
+    kwargs = {"use_clipped_model_output": True} if scheduler == "ddim" else {}
+    return sch.step(out, t, x, **kwargs).prev_sample
 
 
 def inference_model(model: torch.nn.Module, precision: str) -> torch.nn.Module:
