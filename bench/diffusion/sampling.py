@@ -74,16 +74,18 @@ def guided_eps(model, x: torch.Tensor, t, labels: torch.Tensor, w: float, dtype:
 
 @torch.inference_mode()
 def sample(model, cfg: TrainConfig, scheduler: str, steps: int, w: float, labels: torch.Tensor,
-           noise: torch.Tensor, precision: str = "bf16") -> torch.Tensor:
+           noise: torch.Tensor, precision: str = "bf16", step=None) -> torch.Tensor:
     """x_0 in [-1, 1], [B, 1, 32, 32], fp32. precision: fp32 | autocast (bf16 autocast, fp32
-    weights) | bf16 (the model must already be cast to bf16; the solver runs in fp32)."""
+    weights) | bf16 (the model must already be cast to bf16; the solver runs in fp32).
+    step(sch, scheduler, out, t, x) -> x_prev: solver_step unless given (solver_compare.py)."""
+    step = step or solver_step
     sch = make_scheduler(scheduler, cfg, steps)
     dtype = torch.bfloat16 if precision == "bf16" else None
     x = noise.float() * sch.init_noise_sigma
     for t in sch.timesteps:
         x_in = sch.scale_model_input(x, t)
         eps = guided_eps(model, x_in, t, labels, w, dtype, precision == "autocast")
-        x = solver_step(sch, scheduler, eps, t, x)
+        x = step(sch, scheduler, eps, t, x)
     return x
 
 
