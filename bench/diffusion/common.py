@@ -1,8 +1,8 @@
 """Shared pieces of the diffusion baseline: configs, the UNet, the noise schedule, data, file I/O.
 
 The baseline is a class-conditional pixel-space DDPM (diffusers `UNet2DModel`) on Fashion-MNIST
-padded to 32x32, trained with v-prediction (TrainConfig; epsilon was tried) on a 1000-step cosine (`squaredcos_cap_v2`)
-schedule. Class id 10 is the null class used for classifier-free guidance (label dropout during
+padded to 32x32, trained with v-prediction (TrainConfig; epsilon was tried) on a 1000-step
+cosine (`squaredcos_cap_v2`) schedule. Class id 10 is the null class used for classifier-free guidance (label dropout during
 training, the unconditional branch at sampling time).
 
 Pixel convention: uint8 [0, 255] -> float [-1, 1]; 28x28 images are padded by 2 pixels on every

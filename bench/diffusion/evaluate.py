@@ -118,12 +118,13 @@ def evaluate_point(model, net, cfg, meta: dict, a, scheduler: str, steps: int, w
 
 
 def save_grid(images: torch.Tensor, labels: torch.Tensor, path: str, per_class: int = 10) -> None:
-    """A PNG with one column per class (the first `per_class` samples of each), 2x upscaled."""
+    """A PNG with one column per label 0..max(labels) (the first `per_class` samples of each),
+    2x upscaled."""
     from PIL import Image
-    cols = [[i for i in range(len(labels)) if int(labels[i]) == c][:per_class] for c in range(NUM_CLASSES)]
+    cols = [[i for i in range(len(labels)) if int(labels[i]) == c][:per_class] for c in range(int(labels.max()) + 1)]
     rows = max(len(c) for c in cols)
     h, w, pad = images.shape[-2] * 2, images.shape[-1] * 2, 2
-    grid = Image.new("L", (NUM_CLASSES * (w + pad) + pad, rows * (h + pad) + pad), color=255)
+    grid = Image.new("L", (len(cols) * (w + pad) + pad, rows * (h + pad) + pad), color=255)
     for c, idx in enumerate(cols):
         for r, i in enumerate(idx):
             im = Image.fromarray(images[i, 0].numpy(), mode="L").resize((w, h), Image.NEAREST)

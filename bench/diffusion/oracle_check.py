@@ -52,12 +52,11 @@ def exact_denoiser(data: torch.Tensor, x: torch.Tensor, a, s, allowed: torch.Ten
     return torch.softmax(logits.masked_fill(~allowed, float("-inf")), -1) @ data
 
 
-def solve_exact(cfg: TrainConfig, scheduler: str, steps: int, w: float, seed: int = 0, step=None,
+def solve_exact(cfg: TrainConfig, scheduler: str, steps: int, w: float, seed: int = 0, step=solver_step,
                 n_data: int = 40, n_classes: int = 4, batch: int = 64, side: int = 8) -> torch.Tensor:
     """Final samples [batch, 1, side, side] of `scheduler` (x_0 clipping on) driven by the exact
     guided denoiser of n_data random images in n_classes classes; the noise depends on seed only.
-    step(sch, scheduler, out, t, x) -> x_prev defaults to sampling.solver_step."""
-    step = step or solver_step
+    step(sch, scheduler, out, t, x) -> x_prev: sampling.solver_step or diffusers_default_step."""
     g = torch.Generator().manual_seed(seed)
     data = (torch.rand(n_data, side * side, generator=g) * 2 - 1)
     data_labels = torch.arange(n_data) % n_classes
@@ -76,7 +75,7 @@ def solve_exact(cfg: TrainConfig, scheduler: str, steps: int, w: float, seed: in
     return x
 
 
-def agreement_error(cfg: TrainConfig, steps: int = 50, w: float = 2.0, step=None) -> float:
+def agreement_error(cfg: TrainConfig, steps: int = 50, w: float = 2.0, step=solver_step) -> float:
     """Check 2: max |DDIM - DPM-Solver++| over the exact-denoiser samples (same noise)."""
     return float((solve_exact(cfg, "ddim", steps, w, step=step)
                   - solve_exact(cfg, "dpmpp2m", steps, w, step=step)).abs().max())

@@ -1,25 +1,19 @@
 """DDIM vs DPM-Solver++ on a trained model, same noise and labels: how far apart the final images
 are, with DDIM stepped as sampling.solver_step does and with diffusers' default DDIM step
 (clip(x_0) paired with the unclipped eps: the bug behind DDIM's FID 117.85, docs/RESULTS.md).
-Writes a grid (rows: DPM-Solver++, DDIM, DDIM with the default step). Seconds on a CPU.
+Writes a grid (columns: DPM-Solver++, DDIM, DDIM with the default step). Seconds on a CPU.
 
     python bench/diffusion/solver_compare.py --model runs/diffusion/unet-v-lr1e-3/model --out runs/ddim-diag/compare.png
 """
 from __future__ import annotations
 
 import argparse
-import os
-from pathlib import Path
 
 import torch
 
-from common import NUM_CLASSES, load_model_dir
-from sampling import inference_model, initial_noise, sample
-
-
-def default_ddim_step(sch, scheduler, out, t, x):
-    """diffusers' own step call: use_clipped_model_output=False for DDIM."""
-    return sch.step(out, t, x).prev_sample
+from common import NUM_CLASSES, load_model_dir, to_uint8_28
+from evaluate import save_grid
+from sampling import diffusers_default_step, inference_model, initial_noise, sample
 
 
 def main() -> None:
@@ -40,19 +34,14 @@ def main() -> None:
     runs = {"dpmpp2m": sample(net, cfg, "dpmpp2m", a.steps, a.guidance, labels, noise),
             "ddim": sample(net, cfg, "ddim", a.steps, a.guidance, labels, noise),
             "ddim (diffusers default step)": sample(net, cfg, "ddim", a.steps, a.guidance, labels, noise,
-                                                    step=default_ddim_step)}
+                                                    step=diffusers_default_step)}
     ref = runs["dpmpp2m"]
     for name, x in runs.items():
         print(f"{name:30s} mean |x - dpmpp2m| = {float((x - ref).abs().mean()):.4f}   "
               f"mean of the top 3 rows (background) = {float(x[:, :, :3].mean()):+.3f}")
-    if a.out:
-        from PIL import Image
-        rows = [torch.cat(list(((x[:, 0] + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)), 1) for x in runs.values()]
-        grid = torch.cat(rows, 0).numpy()
-        Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-        tmp = a.out + ".tmp.png"
-        Image.fromarray(grid).resize((grid.shape[1] * 3, grid.shape[0] * 3), Image.NEAREST).save(tmp)
-        os.replace(tmp, a.out)
+    if a.out:   # one column per solver, the same samples down each column
+        images = torch.cat([to_uint8_28(x) for x in runs.values()])
+        save_grid(images, torch.arange(len(runs)).repeat_interleave(a.n), a.out, per_class=a.n)
         print(f"grid: {a.out}")
 
 
