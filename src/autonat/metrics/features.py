@@ -8,7 +8,8 @@ with each other (same network, same reference statistics), not with published FI
 standard Inception FID is available when the user supplies the pytorch-fid weights
 (`autonat.metrics.inception`).
 
-The tokenizer is never trained against this network (it uses pixel + edge losses only).
+The tokenizer is never trained against the network that scores FID; its optional perceptual
+loss uses a separately trained one (`autonat.tokenizer.losses`).
 """
 from __future__ import annotations
 
@@ -77,6 +78,19 @@ class FeatureNet(nn.Module):
 
     def _pooled(self, images: torch.Tensor) -> torch.Tensor:
         return self.body((images - 0.5) / 0.5).mean(dim=(2, 3)).float()
+
+    def stage_activations(self, images: torch.Tensor) -> list[torch.Tensor]:
+        """images [B, C, H, W] in [0, 1] -> the activations after each of the three stages (what a
+        perceptual loss compares; see `autonat.tokenizer.losses.PerceptualLoss`)."""
+        out, h = [], (images - 0.5) / 0.5
+        blocks = 0
+        for layer in self.body:
+            h = layer(h)
+            if isinstance(layer, _Basic):
+                blocks += 1
+                if blocks % 2 == 0:
+                    out.append(h)
+        return out
 
     def features(self, images: torch.Tensor) -> torch.Tensor:
         """images [B, C, H, W] in [0, 1] -> penultimate features [B, feature_dim] (float32),

@@ -1,7 +1,10 @@
 """Training and evaluation of the VQ tokenizer (`autonat tokenizer train|eval`).
 
-Loss = MSE + grad_weight * |image-gradient difference| (a cheap sharpness term; no pretrained
-perceptual network is used, and never the feature network used for FID) + commitment loss.
+Loss = MSE + grad_weight * |image-gradient difference| + commitment loss
+       [+ perceptual_weight * perceptual distance in a separately trained feature network]
+       [+ adv_weight * lambda * adversarial loss, from step adv_start on]
+with lambda VQGAN's adaptive weight; the patch discriminator trains on the hinge loss in the same
+steps (`autonat.tokenizer.losses`). The feature network that scores FID is never used here.
 """
 from __future__ import annotations
 
@@ -20,6 +23,8 @@ from ..jobs import Throughput, autocast, pick_device, progress
 from ..io import AutonatError
 from ..rng import epoch_indices, mix64, step_generator
 from ..trainer import RunOptions, TrainingRun, lr_at, short_run_warning
+from .losses import (PatchDiscriminator, PerceptualLoss, adaptive_weight, discriminator_hinge_loss,
+                     generator_adversarial_loss)
 from .model import Tokenizer, TokenizerConfig
 
 
@@ -38,6 +43,15 @@ class TokenizerTrainConfig(RunOptions):
     warmup: int = opt(200, "linear warm-up steps (capped at 10% of the run)", min=0)
     grad_clip: float = opt(1.0, "gradient-norm clipping", min=0.0)
     grad_weight: float = opt(0.5, "weight of the image-gradient (edge) loss", min=0.0)
+    perceptual_weight: float = opt(0.0, "weight of the perceptual loss (needs --perceptual-net)", min=0.0)
+    perceptual_net: str = opt("", "feature-network directory for the perceptual loss; never the one "
+                                  "that scores FID (train another: autonat featnet train --seed 1)")
+    adv_weight: float = opt(0.0, "weight of the adversarial loss (times VQGAN's adaptive weight; 0 = off)",
+                            min=0.0)
+    adv_start: int = opt(0, "step at which the adversarial loss starts", min=0)
+    disc_channels: int = opt(64, "discriminator width (first layer)", min=1, max=4096)
+    disc_layers: int = opt(2, "discriminator stride-2 layers", min=1, max=8)
+    disc_lr: float = opt(4e-4, "discriminator peak learning rate (same schedule)", min=0.0, max=10.0)
     hflip: bool = opt(True, "horizontal-flip augmentation")
     eval_every: int = opt(800, "evaluate on held-out images every N steps", min=1)
     eval_samples: int = opt(2000, "images of the periodic evaluation", min=1)
@@ -45,6 +59,8 @@ class TokenizerTrainConfig(RunOptions):
 
     def __post_init__(self):
         validate(self)
+        if self.perceptual_weight > 0 and not self.perceptual_net:
+            raise AutonatError("--perceptual-weight needs --perceptual-net (a feature-network directory)")
 
 
 def load_training_data(cfg: TokenizerTrainConfig) -> tuple[ArrayDataset, ArrayDataset]:
@@ -59,6 +75,15 @@ def _gradient_loss(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     dx = lambda t: t[..., :, 1:] - t[..., :, :-1]  # noqa: E731
     dy = lambda t: t[..., 1:, :] - t[..., :-1, :]  # noqa: E731
     return (dx(x) - dx(y)).abs().mean() + (dy(x) - dy(y)).abs().mean()
+
+
+def _perceptual_net(path: str, channels: int, device) -> torch.nn.Module:
+    from ..metrics.features import FeatureNet
+    net = FeatureNet.from_pretrained(path, device)
+    if net.config.in_channels != channels:
+        raise AutonatError(f"--perceptual-net {path} takes {net.config.in_channels}-channel images; "
+                           f"the data has {channels}")
+    return net
 
 
 @torch.no_grad()
@@ -114,15 +139,23 @@ def train_tokenizer(model_cfg: TokenizerConfig, cfg: TokenizerTrainConfig, out: 
                       steps=cfg.steps, resume=resume, desc="tokenizer", show_progress=show_progress)
     torch.manual_seed(cfg.seed)
     tok = Tokenizer(model_cfg).to(device).to(memory_format=torch.channels_last)
-    opt_ = torch.optim.AdamW([p for p in tok.parameters() if p.requires_grad], lr=cfg.lr,
-                             betas=(0.9, 0.99), weight_decay=0.0)
+    disc = PatchDiscriminator(c, cfg.disc_channels, cfg.disc_layers).to(device) if cfg.adv_weight > 0 else None
+    perceptual = PerceptualLoss(_perceptual_net(cfg.perceptual_net, c, device)) if cfg.perceptual_weight > 0 else None
+    # One optimizer, two parameter groups (tokenizer, discriminator): each phase of a step leaves the
+    # other group's gradients unset, so AdamW skips it. The checkpoint holds both.
+    trained = tok if disc is None else torch.nn.ModuleDict({"tokenizer": tok, "discriminator": disc})
+    groups = [{"params": list(tok.parameters()), "peak": cfg.lr}]
+    if disc is not None:
+        groups.append({"params": list(disc.parameters()), "peak": cfg.disc_lr, "betas": (0.5, 0.9)})
+    opt_ = torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.99), weight_decay=0.0)
     note = short_run_warning(cfg.steps, TokenizerTrainConfig().steps, "tokenizer train")
     if note:
         progress(total=0, disable=not show_progress).write(f"warning: {note}")
-    step = run.restore(run.start(), tok, opt_)
+    step = run.restore(run.start(), trained, opt_)
     tput = Throughput()
     t0 = time.time()
-    tok.train()
+    trained.train()
+    last_layer = tok.decoder.net[-1].weight
     with run.loop(step):
         while step < cfg.steps:
             # 1. the batch (epoch-wise permutation) and its flips, keyed by (seed, step)
@@ -134,17 +167,40 @@ def train_tokenizer(model_cfg: TokenizerConfig, cfg: TokenizerTrainConfig, out: 
             x = x.contiguous(memory_format=torch.channels_last)
             torch.manual_seed(mix64(cfg.seed, step, 4))     # dead-code restarts draw from the global RNG
             for g in opt_.param_groups:
-                g["lr"] = lr_at(step, lr=cfg.lr, warmup=cfg.warmup, steps=cfg.steps, min_ratio=cfg.min_lr_ratio)
-            # 2. reconstruction + edge + commitment losses
+                g["lr"] = lr_at(step, lr=g["peak"], warmup=cfg.warmup, steps=cfg.steps, min_ratio=cfg.min_lr_ratio)
+            adversarial = disc is not None and step >= cfg.adv_start
+            # 2. the tokenizer: reconstruction (+ perceptual) + commitment (+ adversarial) losses
             with autocast(device, cfg.bf16):
                 rec, q = tok(x)
             rec = rec.float()
             mse = F.mse_loss(rec, x)
-            loss = mse + q.commit_loss + (cfg.grad_weight * _gradient_loss(rec, x) if cfg.grad_weight else 0)
+            rec_loss = mse + (cfg.grad_weight * _gradient_loss(rec, x) if cfg.grad_weight else 0)
+            terms = {}
+            if perceptual is not None:
+                with autocast(device, cfg.bf16):
+                    terms["perceptual"] = perceptual(rec, x)
+                rec_loss = rec_loss + cfg.perceptual_weight * terms["perceptual"]
+            loss = rec_loss + q.commit_loss
+            if adversarial:
+                disc.requires_grad_(False)
+                with autocast(device, cfg.bf16):
+                    g_adv = generator_adversarial_loss(disc(rec))
+                terms["adv_lambda"] = adaptive_weight(rec_loss, g_adv, last_layer)
+                terms["g_adv"] = g_adv
+                loss = loss + cfg.adv_weight * terms["adv_lambda"] * g_adv
+                disc.requires_grad_(True)
             opt_.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(tok.parameters(), cfg.grad_clip)
             opt_.step()
+            # 3. the discriminator: real images vs these reconstructions (hinge loss)
+            if adversarial:
+                with autocast(device, cfg.bf16):
+                    terms["d_loss"] = discriminator_hinge_loss(disc(x), disc(rec.detach()))
+                opt_.zero_grad(set_to_none=True)
+                terms["d_loss"].backward()
+                torch.nn.utils.clip_grad_norm_(disc.parameters(), cfg.grad_clip)
+                opt_.step()
             step += 1
             tput.add(x.shape[0])
             if run.log_due(step):
@@ -152,6 +208,7 @@ def train_tokenizer(model_cfg: TokenizerConfig, cfg: TokenizerTrainConfig, out: 
                 run.log.write({"step": step, "loss": float(loss.detach()), "mse": float(mse.detach()),
                                "train_psnr": rec_psnr, "batch_perplexity": float(q.perplexity),
                                "batch_usage": float(q.usage), "images_per_s": tput.rate(),
+                               **{k: float(v) for k, v in terms.items()},
                                "lr": lr_at(step - 1, lr=cfg.lr, warmup=cfg.warmup, steps=cfg.steps,
                                            min_ratio=cfg.min_lr_ratio)})
                 run.advance(1, psnr=f"{rec_psnr:.2f}", ppl=f"{float(q.perplexity):.0f}")
@@ -159,8 +216,8 @@ def train_tokenizer(model_cfg: TokenizerConfig, cfg: TokenizerTrainConfig, out: 
                 run.advance(1)
             if step % cfg.eval_every == 0 or step == cfg.steps:
                 run.log.write({"step": step, "eval": evaluate_tokenizer(tok, test, cfg.eval_samples, bf16=cfg.bf16)})
-                tok.train()
-            run.end_step(step, lambda: save_checkpoint(out, model=tok.state_dict(), ema=None,
+                trained.train()
+            run.end_step(step, lambda: save_checkpoint(out, model=trained.state_dict(), ema=None,
                                                        optimizer=opt_, step=step))
     tok.eval()
     tok.save_pretrained(out)
