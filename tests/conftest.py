@@ -91,3 +91,9 @@ def run_until_killed(monkeypatch, module, run, at_step: int) -> None:
     with pytest.raises(Killed):
         run()
     monkeypatch.setattr(module, "save_checkpoint", real)
+
+
+def cc(labels, num_classes: int = 10):
+    """Class ids as the models' condition (`autonat.conditioning.ClassCondition`)."""
+    from autonat.conditioning import ClassCondition
+    return ClassCondition(torch.as_tensor(labels, dtype=torch.long), num_classes)

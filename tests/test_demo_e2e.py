@@ -7,7 +7,6 @@ AUTONAT_REQUIRE_E2E=1 (CI), where that is a failure.
 from __future__ import annotations
 
 import importlib.util
-import json
 import os
 import socket
 from pathlib import Path
@@ -37,21 +36,20 @@ def _free_port() -> int:
 
 
 def _tiny_pipeline(root: Path) -> Path:
-    """pipeline.json + model/ + tokenizer/ of a random-init tiny U-ViT and tokenizer."""
+    """A self-contained model directory (config.json + weights + tokenizer/) of a random-init tiny
+    U-ViT and tokenizer."""
     import torch
 
-    from autonat.models.registry import build_model, save_model
-    from autonat.tokenizer import Tokenizer, TokenizerConfig, load
+    from autonat.bundle import Bundle
+    from autonat.models.registry import build_model
+    from autonat.tokenizer import Tokenizer, TokenizerConfig
 
     torch.manual_seed(0)
-    Tokenizer(TokenizerConfig(image_size=28, base_channels=8, ch_mult=(1, 2, 2), codebook_size=32,
-                              codebook_dim=8)).eval().save_pretrained(root / "tokenizer")
-    identity = load(root / "tokenizer").identity
-    model = build_model("tiny", codebook_size=32, seq_len=49, num_classes=10)
-    save_model(model.eval(), root / "model", tokenizer={"name": "tiny", "identity": identity},
-               training={"class_names": CLASS_NAMES})
-    (root / "pipeline.json").write_text(json.dumps({"kind": "pipeline", "name": "tiny",
-                                                    "class_names": CLASS_NAMES}))
+    tok = Tokenizer(TokenizerConfig(image_size=28, base_channels=8, ch_mult=(1, 2, 2), codebook_size=32,
+                                    codebook_dim=8)).eval()
+    model = build_model("tiny", codebook_size=32, seq_len=49, num_classes=10).eval()
+    model.meta = {"training": {"class_names": CLASS_NAMES}}
+    Bundle(model, tok, name="tiny").save(root)
     return root
 
 

@@ -17,12 +17,12 @@ CASES = [(m, s, t) for m in ("fashion-mnist", "fashion-mnist-enat") for s in ("m
 
 
 def tokens_hash(model: str, strategy: str, steps: int) -> str:
-    import autonat
+    from autonat.bundle import Bundle
     from autonat.sampling import IndexedNoise, sample
-    pipe = autonat.Pipeline.from_pretrained(model)
-    st = pipe.strategy(strategy, steps)
-    ids = sample(pipe.model.for_inference(False), st, torch.arange(20) % 10, IndexedNoise(123, tuple(range(20))),
-                 chunk=32).ids
+    bundle = Bundle.load(model)
+    st = bundle.strategy(strategy, steps)
+    cond = bundle.conditioner.condition(torch.arange(20) % 10)
+    ids = sample(bundle.inference_model(bf16=False), st, cond, IndexedNoise(123, tuple(range(20))), chunk=32).ids
     return hashlib.sha256(ids.numpy().astype("int64").tobytes()).hexdigest()[:16]
 
 

@@ -6,7 +6,9 @@ import pytest
 import torch
 
 from autonat.data import load_dataset, to_uint8
-from autonat.evaluation import EvalConfig, class_balanced_labels, evaluate_model
+from autonat.bundle import Bundle
+from autonat.conditioning import ClassConditioner
+from autonat.evaluation import EvalConfig, evaluate_model
 from autonat.metrics.fid import FeatureStats, frechet_distance, inception_score, kid, precision_recall
 from autonat.metrics.reference import extract, load_extractor
 from autonat.presets import maskgit
@@ -65,11 +67,12 @@ def test_npz_roundtrip(tmp_path):
     assert np.array_equal(back.mu, s.mu) and np.array_equal(back.sigma, s.sigma)
 
 
-def test_class_balanced_labels():
-    lab = class_balanced_labels(1003, 10, seed=0)
+def test_class_balanced_evaluation_labels():
+    lab = ClassConditioner(10).for_evaluation(1003, seed=0).labels
     counts = torch.bincount(lab, minlength=10)
     assert int(counts.max() - counts.min()) <= 1
-    assert torch.equal(lab, class_balanced_labels(1003, 10, seed=0))
+    assert torch.equal(lab, ClassConditioner(10).for_evaluation(1003, seed=0).labels)
+    assert not torch.equal(lab, ClassConditioner(10).for_evaluation(1003, seed=1).labels)
 
 
 @pytest.mark.slow
@@ -92,8 +95,9 @@ def test_crn_gives_bit_identical_fid(fmnist_root):
     model = tiny_uvit()
     ref = extract(net, load_dataset("fashion-mnist", "test").images[:500])[0]
     cfg = EvalConfig(n=48, seed=3, batch_size=16, bf16=False, precision_recall=False, count_flops=False)
-    a = evaluate_model(model, tok, maskgit(4), net, cfg, ref, show_progress=False)
-    b = evaluate_model(model, tok, maskgit(4), net, cfg, ref, show_progress=False)
+    bundle = Bundle(model, tok)
+    a = evaluate_model(bundle, maskgit(4), net, cfg, ref, show_progress=False)
+    b = evaluate_model(bundle, maskgit(4), net, cfg, ref, show_progress=False)
     assert a["fid"] == b["fid"] and a["is"] == b["is"]
-    c = evaluate_model(model, tok, maskgit(4), net, EvalConfig(**{**cfg.__dict__, "seed": 4}), ref, show_progress=False)
+    c = evaluate_model(bundle, maskgit(4), net, EvalConfig(**{**cfg.__dict__, "seed": 4}), ref, show_progress=False)
     assert c["fid"] != a["fid"]

@@ -12,6 +12,7 @@ import torch
 from safetensors.torch import load_file
 
 from autonat.convert import enat_from_official, uvit_from_official, vqgan_from_official
+from autonat.conditioning import ClassCondition
 from autonat.io import AutonatError
 from autonat.models.contract import masked_positions
 from autonat.models.enat import ENAT
@@ -25,6 +26,10 @@ FIX = Path(__file__).parent / "fixtures" / "official"
 ATOL = 1e-4
 K = 32
 
+
+
+def _cond(m, labels):
+    return ClassCondition(labels.long(), m.config.num_classes)
 
 def _load(name):
     return (load_file(FIX / name / "weights.safetensors"), load_file(FIX / name / "io.safetensors"),
@@ -49,7 +54,7 @@ def test_uvit_forward_matches_the_authors():
     m, ignored = _build(UViT, uvit_from_official(w, heads=2))
     assert ignored == [] and m.config.class_norm and m.config.depth == 5
     with torch.no_grad():
-        logits = m(io["fwd.input_ids"], io["fwd.labels"].flatten())
+        logits = m(io["fwd.input_ids"], _cond(m, io["fwd.labels"].flatten()))
     assert float((logits - io["fwd.logits"]).abs().max()) <= ATOL
 
 
@@ -61,7 +66,7 @@ def test_uvit_greedy_generation_is_token_identical():
     st = from_official(cfg["generation"]["strategy"])
     st = type(st)(r=st.r, tau1=(0.0,) * st.steps, tau2=(0.0,) * st.steps, s=st.s, rounding=st.rounding,
                   always_uncond=st.always_uncond)
-    out = sample(m, st, io["gen.labels"].flatten(), IndexedNoise(0, (0, 1)), trace=True)
+    out = sample(m, st, _cond(m, io["gen.labels"].flatten()), IndexedNoise(0, (0, 1)), trace=True)
     assert torch.equal(out.ids, io["gen_greedy.final_tokens"])
     for t, step in enumerate(out.trace[:-1]):                 # the canvas fed to every next step
         assert torch.equal(step["ids"], io["gen_greedy.ids_in"][t + 1])
@@ -71,10 +76,10 @@ def test_enat_forward_and_reuse_match_the_authors():
     w, io, _ = _load("enat")
     m, ignored = _build(ENAT, enat_from_official(w, heads=2, enc_dec=(2, 2)))
     assert ignored and all(k.startswith("prev_embedder.") for k in ignored)   # reported, not silent
-    ids, lab = io["fwd.input_ids"], io["fwd.labels"].flatten()
+    ids, lab = io["fwd.input_ids"], _cond(m, io["fwd.labels"].flatten())
     with torch.no_grad():
         assert float((m(ids, lab) - _at_masked(io["fwd.logits"], ids)).abs().max()) <= ATOL
-        prev, cur, rl = io["reuse.prev_ids"], io["reuse.ids"], io["reuse.labels"].flatten()
+        prev, cur, rl = io["reuse.prev_ids"], io["reuse.ids"], _cond(m, io["reuse.labels"].flatten())
         cache = m.extend_cache(prev, rl, None)
         reused, _ = m.step(cur, rl, masked_positions(cur == K), cache)
         plain, _ = m.step(cur, rl, masked_positions(cur == K), None)
@@ -89,8 +94,8 @@ def test_enat_every_step_with_its_caches_matches_the_authors(flavour):
     cache of projected features, P^k(f) for a token decoded k steps ago) give their logits."""
     w, io, _ = _load("enat")
     m, _ = _build(ENAT, enat_from_official(w, heads=2, enc_dec=(2, 2)))
-    lab = io["gen.labels"]
-    null = torch.full_like(lab, m.null_label)
+    lab = _cond(m, io["gen.labels"])
+    null = lab.null()
     caches = {"c": None, "u": None}
     for t in range(io[f"{flavour}.ids_in"].shape[0]):
         ids = io[f"{flavour}.ids_in"][t]
@@ -106,7 +111,7 @@ def test_enat_greedy_generation_with_the_enat_preset_is_token_identical():
     m, _ = _build(ENAT, enat_from_official(w, heads=2, enc_dec=(2, 2)))
     st = enat_schedule(4, samp_temp=6.0, mask_temp=0.0, cfg=2.5)
     st = type(st)(r=st.r, tau1=(0.0,) * 4, tau2=st.tau2, s=st.s, rounding=st.rounding, always_uncond=True)
-    out = sample(m, st, io["gen.labels"], IndexedNoise(0, (0, 1)), trace=True)
+    out = sample(m, st, _cond(m, io["gen.labels"]), IndexedNoise(0, (0, 1)), trace=True)
     assert out.masked_counts == [16, 14, 11, 6, 0]
     assert torch.equal(out.ids, io["gen_greedy.final_tokens"])
 

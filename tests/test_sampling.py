@@ -8,7 +8,7 @@ from autonat.sampling import IndexedNoise, choose_remask, guided_logits, sample,
 from autonat.presets import maskgit
 from autonat.strategy import Strategy
 
-from conftest import tiny_uvit
+from conftest import cc, tiny_uvit
 
 K, N = 32, 49
 
@@ -20,7 +20,7 @@ def model():
 
 def test_counts_mask_id_and_never_remasking(model):
     st = maskgit(6)
-    out = sample(model, st, torch.arange(5) % 10, torch.Generator().manual_seed(0), trace=True)
+    out = sample(model, st, cc(torch.arange(5) % 10), torch.Generator().manual_seed(0), trace=True)
     want = st.masked_counts(N)
     assert out.masked_counts == want and want[0] == N and want[-1] == 0
     prev_ids = torch.full((5, N), model.mask_id)
@@ -36,7 +36,7 @@ def test_counts_mask_id_and_never_remasking(model):
 
 def test_mask_id_outside_codebook(model):
     assert model.mask_id == K
-    logits = model(torch.full((2, N), model.mask_id), torch.tensor([0, 1]))
+    logits = model(torch.full((2, N), model.mask_id), cc([0, 1]))
     assert logits.shape[-1] == K   # the head cannot emit [MASK]
 
 
@@ -47,24 +47,24 @@ def test_neutral_guidance_equals_conditional_logits(model):
 
 
 class _CondOnly:
-    """Wraps a model and fails if an unconditional (null-label) pass is requested."""
+    """Wraps a model and fails if an unconditional (null-condition) pass is requested."""
 
     def __init__(self, m):
         self.m = m
-        self.seq_len, self.codebook_size, self.mask_id, self.null_label = m.seq_len, m.codebook_size, m.mask_id, m.null_label
+        self.seq_len, self.codebook_size, self.mask_id = m.seq_len, m.codebook_size, m.mask_id
 
     def parameters(self):
         return self.m.parameters()
 
-    def decode_step(self, ids, labels, query, cache):
-        assert not bool((labels == self.null_label).any()), "s = 0 must skip the unconditional pass"
-        return self.m.decode_step(ids, labels, query, cache)
+    def decode_step(self, ids, cond, query, cache):
+        assert not bool((cond.labels == cond.null_id).any()), "s = 0 must skip the unconditional pass"
+        return self.m.decode_step(ids, cond, query, cache)
 
 
 def test_s0_runs_only_the_conditional_path(model):
     st = maskgit(4).with_guidance(0.0)
-    a = sample(_CondOnly(model), st, torch.arange(4), IndexedNoise(1, (0, 1, 2, 3))).ids
-    b = sample(model, st, torch.arange(4), IndexedNoise(1, (0, 1, 2, 3))).ids
+    a = sample(_CondOnly(model), st, cc(torch.arange(4)), IndexedNoise(1, (0, 1, 2, 3))).ids
+    b = sample(model, st, cc(torch.arange(4)), IndexedNoise(1, (0, 1, 2, 3))).ids
     assert torch.equal(a, b)
 
 
@@ -87,8 +87,8 @@ def test_tau2_zero_sampling_ignores_gumbel_noise(model):
             u = super().uniforms(step, kind, n)
             return torch.rand_like(u) if kind == 1 else u
 
-    a = sample(model, st, torch.arange(3), IndexedNoise(7, (0, 1, 2))).ids
-    b = sample(model, st, torch.arange(3), OtherGumbel(7, (0, 1, 2))).ids
+    a = sample(model, st, cc(torch.arange(3)), IndexedNoise(7, (0, 1, 2))).ids
+    b = sample(model, st, cc(torch.arange(3)), OtherGumbel(7, (0, 1, 2))).ids
     assert torch.equal(a, b)
 
 
@@ -103,24 +103,24 @@ def test_inverse_cdf_sampling_matches_probabilities():
 def test_seeds(model):
     st = maskgit(4)
     lab = torch.arange(4)
-    a = sample(model, st, lab, torch.Generator().manual_seed(0)).ids
-    b = sample(model, st, lab, torch.Generator().manual_seed(0)).ids
-    c = sample(model, st, lab, torch.Generator().manual_seed(1)).ids
+    a = sample(model, st, cc(lab), torch.Generator().manual_seed(0)).ids
+    b = sample(model, st, cc(lab), torch.Generator().manual_seed(0)).ids
+    c = sample(model, st, cc(lab), torch.Generator().manual_seed(1)).ids
     assert torch.equal(a, b) and not torch.equal(a, c)
 
 
 def test_indexed_noise_independent_of_batch_composition(model):
     st = maskgit(4)
-    big = sample(model, st, torch.arange(8) % 10, IndexedNoise(3, tuple(range(8)))).ids
-    small = sample(model, st, torch.tensor([5, 6]), IndexedNoise(3, (5, 6))).ids
+    big = sample(model, st, cc(torch.arange(8) % 10), IndexedNoise(3, tuple(range(8)))).ids
+    small = sample(model, st, cc(torch.tensor([5, 6])), IndexedNoise(3, (5, 6))).ids
     assert torch.equal(big[5:7], small)
 
 
 def test_chunked_model_calls_give_the_same_tokens(model):
     st = maskgit(4)
     lab = torch.arange(7) % 10
-    a = sample(model, st, lab, IndexedNoise(0, tuple(range(7)))).ids
-    b = sample(model, st, lab, IndexedNoise(0, tuple(range(7))), chunk=3).ids
+    a = sample(model, st, cc(lab), IndexedNoise(0, tuple(range(7)))).ids
+    b = sample(model, st, cc(lab), IndexedNoise(0, tuple(range(7))), chunk=3).ids
     assert torch.equal(a, b)
 
 
@@ -144,7 +144,7 @@ def test_halton_reveals_tokens_in_its_order_whatever_the_confidence(model):
     from autonat.sampling import halton_order
     T = 6
     st = halton(T, guidance=1.5)
-    out = sample(model, st, torch.arange(5) % 10, IndexedNoise(2, tuple(range(5))), trace=True)
+    out = sample(model, st, cc(torch.arange(5) % 10), IndexedNoise(2, tuple(range(5))), trace=True)
     order = halton_order(N)
     for t, step in enumerate(out.trace):
         revealed = N - out.masked_counts[t + 1]
@@ -191,14 +191,14 @@ def test_chunked_model_calls_pass_each_chunk_its_cache_rows():
         def __getattr__(self, k):
             return getattr(self.m, k)
 
-        def decode_step(self, ids, labels, query, cache=None):
+        def decode_step(self, ids, cond, query, cache=None):
             self.cached.append((ids.shape[0], cache is not None))
-            return self.m.decode_step(ids, labels, query, cache)
+            return self.m.decode_step(ids, cond, query, cache)
 
     st = maskgit(4)
     whole, chunked = Spy(tiny_enat().eval()), Spy(tiny_enat().eval())
-    sample(whole, st, torch.arange(5), IndexedNoise(1, tuple(range(5))))
-    sample(chunked, st, torch.arange(5), IndexedNoise(1, tuple(range(5))), chunk=2)
+    sample(whole, st, cc(torch.arange(5)), IndexedNoise(1, tuple(range(5))))
+    sample(chunked, st, cc(torch.arange(5)), IndexedNoise(1, tuple(range(5))), chunk=2)
     # maskgit guides every step: 5 conditional + 5 unconditional rows per step, in chunks of 2
     assert whole.cached == [(10, False)] + [(10, True)] * 3
     assert chunked.cached == [(2, False)] * 5 + [(2, True)] * 15

@@ -8,7 +8,6 @@ import torch
 
 from autonat.search.generation import (GenSearchConfig, from_vector, isotonic_nonincreasing, layout,
                                        optimize_generation, project, to_vector)
-from autonat.search.store import TrialStore, trial_key
 from autonat.search.training_strategy import BetaSearchConfig, line_search_beta, moment_matched_beta
 from autonat.presets import maskgit
 from autonat.strategy import Strategy
@@ -91,7 +90,8 @@ def test_moment_matching():
 
 @pytest.fixture
 def tiny_search_parts(tok):
-    """A tiny model, tokenizer and (random) feature network for real FID evaluations."""
+    """A tiny model bundle, its tokenizer and a (random) feature network for real FID evaluations."""
+    from autonat.bundle import Bundle
     from autonat.metrics.features import FeatureNet, FeatureNetConfig
     from conftest import tiny_uvit
     torch.manual_seed(0)
@@ -99,7 +99,7 @@ def tiny_search_parts(tok):
     net.identity, net.metric_name = "featnet-test", "test"
     model = tiny_uvit()
     model.identity = "model-test"
-    return model, tok, net
+    return Bundle(model, tok), tok, net
 
 
 def test_searcher_caches_fids_by_everything_that_determines_them(tmp_path, tiny_search_parts, monkeypatch):
@@ -158,8 +158,12 @@ def test_generation_search_resumes_after_a_kill_without_repeating(tmp_path, tiny
 
 
 class _FakeModel:
+    """Stands for a trained bundle in the loop's control flow (alpha, beta: its p(r))."""
+    seq_len = 49
+
     def __init__(self, a, b):
         self.alpha, self.beta, self.identity = a, b, f"fake-{a:g}-{b:g}"
+        self.model = self
 
 
 def test_alternating_loop_stops_at_eps(tmp_path):
@@ -211,15 +215,12 @@ def test_fd_warns_when_its_ratio_step_is_below_one_token(tmp_path):
         def fid(self, model, strategy, **kw):
             return quadratic(strategy)
 
-    class Model(_FakeModel):
-        seq_len = 49
-
     def run(eps_ratio):
         lines = []
         cfg = SearchConfig(steps=T, gen=GenSearchConfig(method="fd", max_updates=1, eps_ratio=eps_ratio))
         s = Quadratic(tmp_path / str(eps_ratio), cfg, tokenizer=None, extractor=None, ref_feats=None,
                       log=lines.append)
-        s.search_generation(Model(1.0, 1.0), maskgit(T))
+        s.search_generation(_FakeModel(1.0, 1.0), maskgit(T))
         return [x for x in lines if "warning" in x]
 
     warned = run(0.01)
@@ -233,7 +234,7 @@ def test_alternating_loop_keeps_a_better_initial_p_r_outside_the_beta_family(tmp
 
     class Synthetic(Searcher):
         def trained(self, mask_dist):
-            return _FakeModel(0.0, 0.0) if mask_dist == "arccos" else _FakeModel(*map(float, mask_dist[5:].split(",")))
+            return _FakeModel(0.0, 0.0) if mask_dist.spec == "arccos" else _FakeModel(mask_dist.alpha, mask_dist.beta)
 
         def fid(self, model, strategy, **kw):
             penalty = 0.0 if model.alpha == 0.0 else 1.0 + (math.log(model.alpha / 6)) ** 2
@@ -245,7 +246,7 @@ def test_alternating_loop_keeps_a_better_initial_p_r_outside_the_beta_family(tmp
                        beta=BetaSearchConfig(max_trainings=6))
     s = Synthetic(tmp_path, cfg, tokenizer=None, extractor=None, ref_feats=None, log=lambda *_: None)
     out = s.alternate()
-    assert out["mask_dist"] == "arccos"
+    assert out["mask_dist"].spec == "arccos"
     fids = [r["fid"] for r in out["alternations"]]
     assert all(b <= a + 1e-12 for a, b in zip(fids, fids[1:]))
 

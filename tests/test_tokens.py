@@ -17,8 +17,8 @@ def test_roundtrip(token_cache, tok):
     assert torch.equal(torch.from_numpy(token_cache.tokens[:5, 0].astype("int64")), tok.encode(x).flatten(1))
     assert torch.equal(torch.from_numpy(token_cache.tokens[:5, 1].astype("int64")),
                        tok.encode(x.flip(-1)).flatten(1))
-    ids, labels = token_cache.batch(torch.tensor([3, 1]), torch.tensor([1, 0]))
-    assert ids.shape == (2, 49) and labels.tolist() == [3, 1]
+    ids, cond = token_cache.batch(torch.tensor([3, 1]), torch.tensor([1, 0]))
+    assert ids.shape == (2, 49) and cond.labels.tolist() == [3, 1] and cond.null_id == 10
     assert token_cache.manifest["tokenizer_identity"] == tok.identity
     assert token_cache.manifest["count"] == 64 and token_cache.manifest["grid"] == [7, 7]
     assert TokenCache.open(token_cache.path).manifest == token_cache.manifest

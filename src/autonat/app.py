@@ -133,7 +133,8 @@ class DemoBackend:
         key = (self.labels.get(model, model), st, reuse)
         with self._lock:
             if key not in self._flops:
-                self._flops[key] = sampling_flops(pipe.model if reuse else pipe.model.without_reuse(), st)
+                self._flops[key] = sampling_flops(pipe.model if reuse else pipe.model.without_reuse(), st,
+                                                  pipe.bundle.conditioner.condition([0]))
         return self._flops[key] / 1e9
 
     def retarget_table(self, model: str, preset: str, steps: Any, table: Any) -> tuple[list[list[float]] | None, str]:

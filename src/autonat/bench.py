@@ -8,6 +8,7 @@ import time
 
 import torch
 
+from .bundle import Bundle
 from .models.registry import inference_chunk
 from .metrics.cost import count_flops, time_call
 from .sampling import IndexedNoise, sample
@@ -35,19 +36,19 @@ def matmul_peak(dim: int = 256, tokens: int = 50 * 256, dtype: str = "bf16", sec
 
 
 @torch.inference_mode()
-def sampling_speed(model, strategy: Strategy, batch: int, bf16: bool = True, repeats: int = 3,
-                   warmup: int = 1) -> dict:
+def sampling_speed(bundle: Bundle, strategy: Strategy, batch: int, bf16: bool = True, repeats: int = 3,
+                   warmup: int = 1, reuse: bool = True) -> dict:
     """Images/s and seconds per batch of `sample` (token decoding only, no VQ decoding), plus
     achieved FLOP/s (counted FLOPs of one batch / median time)."""
-    device = next(model.parameters()).device
-    labels = (torch.arange(batch) % model.null_label).to(device)
+    device = bundle.device
+    cond = bundle.conditioner.for_evaluation(batch, 0)
     noise = IndexedNoise(0, tuple(range(batch)))
-    net = model.for_inference(bf16)
+    net = bundle.inference_model(bf16, reuse)
 
     def run():
-        sample(net, strategy, labels, noise, chunk=inference_chunk(device))
+        sample(net, strategy, cond, noise, chunk=inference_chunk(device))
 
-    flops = count_flops(run, (model,))
+    flops = count_flops(run, (net,))
     t = time_call(run, repeats=repeats, warmup=warmup)
     return {"batch": batch, "steps": strategy.steps, "seconds_per_batch": round(t["median_s"], 5),
             "images_per_second": round(batch / t["median_s"], 2), "latency_ms": round(1000 * t["median_s"], 2),
@@ -60,17 +61,15 @@ def bench_sampling(model_name: str, strategy: str, steps: list[int], batches: li
     latency and achieved FLOP/s of `model_name` for every (T, batch), as fractions of that peak
     measured in the same run."""
     from .io import AutonatError
-    from .pipeline import Pipeline
     if repeats < 1 or any(b < 1 for b in batches) or any(t < 1 for t in steps):
         raise AutonatError("--repeats, --batch and --steps must all be >= 1")
-    pipe = Pipeline.from_pretrained(model_name, device=device)
-    model = pipe.model if reuse else pipe.model.without_reuse()
-    peak = matmul_peak(pipe.model.config.dim, 50 * 256, "bf16" if bf16 else "fp32")
+    bundle = Bundle.load(model_name, device=device)
+    peak = matmul_peak(bundle.model.config.dim, 50 * 256, "bf16" if bf16 else "fp32")
     rows = []
     for T in steps:
-        st = pipe.strategy(strategy, T)
+        st = bundle.strategy(strategy, T)
         for bsz in batches:
-            r = sampling_speed(model, st, bsz, bf16, repeats=repeats)
+            r = sampling_speed(bundle, st, bsz, bf16, repeats=repeats, reuse=reuse)
             r["fraction_of_peak"] = round(r["achieved_flops_per_s"] / peak["peak_flops_per_s"], 4)
             r["model"] = model_name
             rows.append(r)

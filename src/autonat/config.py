@@ -2,7 +2,10 @@
 next to every checkpoint and result, and mirrored mechanically by the command line.
 
 A field declared with `opt(default, help, min=..., max=..., choices=...)` carries its help text and
-bounds in its metadata. `validate(cfg)` (called by every config's `__post_init__`) checks types
+bounds in its metadata. Besides numbers, strings, booleans, tuples and nested configs, a field may
+hold a *spec type*: a class with `from_spec(text)` and a `.spec` string (e.g. the mask-ratio
+distribution p(r)): it is parsed once where text enters (command line, JSON, or a string given in
+Python) and travels as the object; JSON stores its spec. `validate(cfg)` (called by every config's `__post_init__`) checks types
 and bounds and raises an `AutonatError` naming the field, its command-line flag, the value and what
 is allowed - the same message from Python and from the CLI. `autonat.cli.options` builds argparse
 options from the same fields (same names, same defaults, same help), so the two never drift.
@@ -93,8 +96,23 @@ def validate(cfg: Any) -> None:
                 _check_scalar(f.name, v, args[0] if args[-1] is Ellipsis else args[i], f.metadata)
         elif kind in (bool, int, float, str):
             _check_scalar(f.name, value, kind, f.metadata)
+        elif is_spec_type(kind):
+            if isinstance(value, str):
+                try:
+                    value = kind.from_spec(value)
+                except AutonatError as e:
+                    raise AutonatError(f"{f.name} ({flag_name(f.name)}): {e}") from None
+                object.__setattr__(cfg, f.name, value)
+            elif not isinstance(value, kind):
+                raise AutonatError(f"{f.name} ({flag_name(f.name)}) must be a {kind.__name__} or its text "
+                                   f"spec, got {value!r}")
         elif dataclasses.is_dataclass(kind) and not dataclasses.is_dataclass(value):
             raise AutonatError(f"{f.name} must be a {kind.__name__}, got {value!r}")
+
+
+def is_spec_type(kind: Any) -> bool:
+    """A class whose values are written as text (`from_spec` / `.spec`), see module docstring."""
+    return isinstance(kind, type) and callable(getattr(kind, "from_spec", None))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -102,10 +120,19 @@ def validate(cfg: Any) -> None:
 # ----------------------------------------------------------------------------------------------
 
 def config_to_dict(cfg: Any) -> dict:
-    """A dataclass config as a JSON-ready dict (tuples become lists)."""
+    """A dataclass config as a JSON-ready dict (tuples become lists, spec types their spec)."""
     if not dataclasses.is_dataclass(cfg):
         raise TypeError(f"expected a dataclass config, got {type(cfg).__name__}")
-    return json.loads(json.dumps(dataclasses.asdict(cfg)))
+
+    def plain(v: Any) -> Any:
+        if is_spec_type(type(v)):
+            return v.spec
+        if dataclasses.is_dataclass(v) and not isinstance(v, type):
+            return {f.name: plain(getattr(v, f.name)) for f in dataclasses.fields(v)}
+        if isinstance(v, (list, tuple)):
+            return [plain(x) for x in v]
+        return v
+    return json.loads(json.dumps(plain(cfg)))
 
 
 def _coerce(value: Any, annotation: Any) -> Any:

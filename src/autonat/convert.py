@@ -20,9 +20,10 @@ from typing import Any
 
 import torch
 
+from .bundle import Bundle
 from .io import AutonatError, AtomicDir
 from .models.enat import ENAT
-from .models.registry import VARIANTS, write_model_files
+from .models.registry import VARIANTS
 from .models.uvit import UViT
 
 RELEASED_HEADS = {768: 8, 1024: 16}            # AutoNAT-L: d 768, 8 heads; ENAT-L: d 1024, 16 heads
@@ -210,36 +211,36 @@ def convert(checkpoint: str | Path | None, out: str | Path, *, vqgan: str | Path
                        ignored_keys=summary["ignored_keys"] + ignored)
     elif tokenizer is not None:
         tok = load_tokenizer(tokenizer)
-    with AtomicDir(out) as tmp:
-        if checkpoint is None:
+    if checkpoint is None:
+        with AtomicDir(out) as tmp:
             tok.save_pretrained(tmp)
-            return summary
-        if tok is None:
-            raise AutonatError("a converted model needs its tokenizer: pass --vqgan (the authors' VQGAN "
-                               "checkpoint) or --tokenizer (a converted tokenizer directory)")
-        state = read_checkpoint(checkpoint)
-        kind = detect(state)
-        if kind == "vqgan":
-            raise AutonatError(f"{checkpoint} is a VQGAN checkpoint; pass it as --vqgan")
-        cfg, mstate, ignored = (uvit_from_official(state, heads) if kind == "uvit"
-                                else enat_from_official(state, heads, enc_dec))
-        model = (UViT if kind == "uvit" else ENAT)(cfg)
-        model.load_state_dict(mstate)
-        if tok.num_tokens != cfg.seq_len or tok.codebook_size != cfg.codebook_size:
-            raise AutonatError(f"the tokenizer gives {tok.num_tokens} tokens of {tok.codebook_size} codes, "
-                               f"the model expects {cfg.seq_len} of {cfg.codebook_size} (check --image-size)")
-        tok.save_pretrained(tmp / "tokenizer")
-        tok_meta = {"name": "tokenizer", "identity": tok.saved_identity(), "grid": [tok.config.grid_size] * 2}
-        training = {"source": f"converted from {Path(checkpoint).name} (sha256 {_digest(checkpoint)})",
-                    "mask_dist": "beta:12,3", "class_names": [str(i) for i in range(cfg.num_classes)]}
-        write_model_files(model, tmp, tokenizer=tok_meta, training=training)
-        st = Strategy.load(strategy) if strategy else None
-        if st is None and kind == "uvit" and (cfg.dim, cfg.depth, cfg.seq_len) == (768, 25, 256):
-            from .presets import autonat_imagenet_t8
-            st = autonat_imagenet_t8()                      # the strategy searched for AutoNAT-L
-        if st is not None:
-            st.save(tmp / "strategies" / f"T{st.steps}.json", extra={"searched_for": "the authors' release"})
-            summary["strategy"] = f"strategies/T{st.steps}.json ({st.name}, rounding {st.rounding})"
-        summary.update(kind=kind, parameters=sum(v.numel() for v in mstate.values()),
-                       ignored_keys=summary["ignored_keys"] + ignored)
+        return summary
+    if tok is None:
+        raise AutonatError("a converted model needs its tokenizer: pass --vqgan (the authors' VQGAN "
+                           "checkpoint) or --tokenizer (a converted tokenizer directory)")
+    state = read_checkpoint(checkpoint)
+    kind = detect(state)
+    if kind == "vqgan":
+        raise AutonatError(f"{checkpoint} is a VQGAN checkpoint; pass it as --vqgan")
+    cfg, mstate, ignored = (uvit_from_official(state, heads) if kind == "uvit"
+                            else enat_from_official(state, heads, enc_dec))
+    model = (UViT if kind == "uvit" else ENAT)(cfg)
+    model.load_state_dict(mstate)
+    model.meta = {"tokenizer": {"name": "tokenizer", "grid": [tok.config.grid_size] * 2},
+                  "training": {"source": f"converted from {Path(checkpoint).name} (sha256 {_digest(checkpoint)})",
+                               "mask_dist": "beta:12,3", "class_names": [str(i) for i in range(cfg.num_classes)]}}
+    try:
+        bundle = Bundle(model, tok)
+    except AutonatError as e:
+        raise AutonatError(f"{e} (check --image-size)") from None
+    st = Strategy.load(strategy) if strategy else None
+    if st is None and kind == "uvit" and (cfg.dim, cfg.depth, cfg.seq_len) == (768, 25, 256):
+        from .presets import autonat_imagenet_t8
+        st = autonat_imagenet_t8()                      # the strategy searched for AutoNAT-L
+    bundle.save(out, strategies=[st] if st is not None else (),
+                strategy_extra={"searched_for": "the authors' release"})
+    if st is not None:
+        summary["strategy"] = f"strategies/T{st.steps}.json ({st.name}, rounding {st.rounding})"
+    summary.update(kind=kind, parameters=sum(v.numel() for v in mstate.values()),
+                   ignored_keys=summary["ignored_keys"] + ignored)
     return summary

@@ -1,11 +1,12 @@
-"""Evaluating a generator: sample class-balanced images, decode, extract features, score.
+"""Evaluating a generator: sample the conditions of an evaluation, decode, extract features, score.
 
 Noise indexing (what makes common random numbers work): sample i of an evaluation with seed S
-gets label `class_balanced_labels(n, C, S)[i]` and, at step t, token-sampling uniforms and
-re-masking Gumbel uniforms from generators seeded with hash(S, i, t, kind) - one number per token
-position (see `autonat.sampling.IndexedNoise`). Nothing depends on the strategy, the batch size
-or the number of processes, so re-evaluating with another strategy reuses exactly the same labels
-and noise, and two strategies differ only by the strategy.
+gets condition `conditioner.for_evaluation(n, S)` row i (class-balanced labels in a seeded order)
+and, at step t, token-sampling uniforms and re-masking Gumbel uniforms from generators seeded with
+hash(S, i, t, kind) - one number per token position (see `autonat.sampling.IndexedNoise`).
+Nothing depends on the strategy, the batch size or the number of processes, so re-evaluating with
+another strategy reuses exactly the same conditions and noise, and two strategies differ only by
+the strategy.
 """
 from __future__ import annotations
 
@@ -15,22 +16,26 @@ from dataclasses import dataclass, replace
 import torch
 
 from . import distributed as D
-from .data import load_dataset, to_float, to_uint8
+from .bundle import Bundle
+from .conditioning import Condition
 from .config import opt, validate
-from .io import AutonatError
+from .data import load_dataset, to_float, to_uint8
+from .decode import decode_images
 from .jobs import autocast, progress
 from .metrics.fid import FeatureStats, frechet_distance, inception_score, kid, precision_recall
 from .metrics.reference import extract, reference_features
-from .models.registry import inference_chunk
-from .sampling import IndexedNoise, sample
+from .sampling import IndexedNoise
 from .strategy import Strategy
+
+MAX_SAMPLES = 10_000_000      # an evaluation larger than this is a typo, not a plan
 
 
 @dataclass(frozen=True)
 class EvalConfig:
     """How a generator is evaluated (saved with every result)."""
-    n: int = opt(10000, "generated samples", min=2, aliases=("--num-samples",))
-    seed: int = opt(0, "evaluation seed: labels and noise of sample i depend only on (seed, i)", min=0)
+    n: int = opt(10000, "generated samples", min=2, max=MAX_SAMPLES, aliases=("--num-samples",))
+    seed: int = opt(0, "evaluation seed: conditions and noise of sample i depend only on (seed, i)", min=0,
+                    max=2**63 - 1)
     batch_size: int = opt(250, "sampling batch size", min=1)
     noise: str = opt("indexed", "indexed = common random numbers keyed by (seed, sample, step); "
                                 "sequential = one generator in call order", choices=("indexed", "sequential"))
@@ -49,47 +54,17 @@ class EvalConfig:
         validate(self)
 
 
-def class_balanced_labels(n: int, num_classes: int, seed: int) -> torch.Tensor:
-    """n labels with every class n // C or n // C + 1 times, in a seeded random order."""
-    labels = torch.arange(n) % num_classes
-    return labels[torch.randperm(n, generator=torch.Generator().manual_seed(seed))]
-
-
-def check_pair(model, tokenizer) -> None:
-    """Refuse a model/tokenizer pair that was not trained together."""
-    want = getattr(model, "meta", {}).get("tokenizer", {}).get("identity")
-    if want and tokenizer.identity and want != tokenizer.identity:
-        raise AutonatError(f"model was trained on tokens of tokenizer {want} "
-                           f"({model.meta['tokenizer'].get('name')!r}) but tokenizer "
-                           f"{tokenizer.identity} was given; pass the matching --tokenizer")
-    if tokenizer.codebook_size != model.codebook_size or tokenizer.num_tokens != model.seq_len:
-        raise AutonatError(f"model expects {model.seq_len} tokens from a {model.codebook_size}-code "
-                           f"codebook; tokenizer gives {tokenizer.num_tokens} from {tokenizer.codebook_size}")
-
-
 @torch.inference_mode()
-def generate(model, tokenizer, strategy: Strategy, labels: torch.Tensor, sample_ids: torch.Tensor,
-             seed: int, batch_size: int = 250, bf16: bool = True, noise: str = "indexed",
+def generate(bundle: Bundle, strategy: Strategy, cond: Condition, sample_ids: torch.Tensor, seed: int,
+             batch_size: int = 250, bf16: bool = True, noise: str = "indexed", reuse: bool = True,
              show_progress: bool = False) -> torch.Tensor:
-    """uint8 images [n, C, H, W] for the given labels / global sample indices."""
-    device = next(model.parameters()).device
-    net = model.for_inference(bf16)
-    gen = torch.Generator().manual_seed(seed * 1000003 + int(sample_ids[0]) if len(sample_ids) else seed)
-    out = []
-    batches = range(0, len(labels), batch_size)
-    bar = progress(total=len(batches) * strategy.steps, desc=f"sampling {len(labels)} images (decoding steps)",
-                   disable=not show_progress)
-    for s in batches:
-        lab = labels[s:s + batch_size]
-        nz = IndexedNoise(seed, tuple(int(i) for i in sample_ids[s:s + batch_size])) \
-            if noise == "indexed" else gen
-        ids = sample(net, strategy, lab.to(device), nz, chunk=inference_chunk(device),
-                     on_step=lambda t: bar.update(1)).ids
-        with autocast(device, bf16):
-            imgs = tokenizer.decode(ids)
-        out.append(to_uint8(imgs.float().cpu()))
-    bar.close()
-    return torch.cat(out) if out else torch.empty(0)
+    """uint8 images [n, C, H, W] for the conditions `cond` of the global sample indices `sample_ids`."""
+    if noise == "indexed":
+        nz = IndexedNoise(seed, tuple(int(i) for i in sample_ids))
+    else:
+        nz = torch.Generator().manual_seed(seed * 1000003 + int(sample_ids[0]) if len(sample_ids) else seed)
+    return decode_images(bundle.inference_model(bf16, reuse), bundle.tokenizer, strategy, cond, nz,
+                         batch_size=batch_size, bf16=bf16, show_progress=show_progress).images
 
 
 def score(fake_feats: torch.Tensor, fake_probs: torch.Tensor, ref_feats: torch.Tensor,
@@ -109,22 +84,21 @@ def score(fake_feats: torch.Tensor, fake_probs: torch.Tensor, ref_feats: torch.T
     return res
 
 
-def evaluate_model(model, tokenizer, strategy: Strategy, extractor, cfg: EvalConfig,
-                   ref_feats: torch.Tensor | None = None, show_progress: bool = True) -> dict:
+def evaluate_model(bundle: Bundle, strategy: Strategy, extractor, cfg: EvalConfig,
+                   ref_feats: torch.Tensor | None = None, show_progress: bool = True, reuse: bool = True) -> dict:
     """Sample cfg.n images (sharded across ranks under torchrun), score them on rank 0 against
     `ref_feats`, the reference data's features, or imported statistics (`cfg.reference_stats`).
     Everything checkable is checked before sampling. Returns the metrics dict on every rank."""
-    check_pair(model, tokenizer)
     ref_stats = FeatureStats.load_npz(cfg.reference_stats) if cfg.reference_stats else None
     t0 = time.perf_counter()
     if ref_stats is None and ref_feats is None and D.is_main():   # only rank 0 scores
         ref_feats = reference_features(extractor, cfg.reference_data, cfg.reference_split,
                                        show_progress=show_progress, skip_bad=cfg.skip_bad)
-    labels = class_balanced_labels(cfg.n, model.null_label, cfg.seed)
+    cond = bundle.conditioner.for_evaluation(cfg.n, cfg.seed)
     lo, hi = D.shard(cfg.n)
     t1 = time.perf_counter()
-    images = generate(model, tokenizer, strategy, labels[lo:hi], torch.arange(lo, hi), cfg.seed,
-                      cfg.batch_size, cfg.bf16, cfg.noise, show_progress=show_progress and D.is_main())
+    images = generate(bundle, strategy, cond.rows(lo, hi), torch.arange(lo, hi), cfg.seed, cfg.batch_size,
+                      cfg.bf16, cfg.noise, reuse, show_progress=show_progress and D.is_main())
     sample_seconds = time.perf_counter() - t1
     feats, probs = extract(extractor, images, bf16=False)
     feats, probs = D.gather_cat(feats, cfg.n), D.gather_cat(probs, cfg.n)
@@ -132,6 +106,7 @@ def evaluate_model(model, tokenizer, strategy: Strategy, extractor, cfg: EvalCon
     if D.is_main():
         if ref_stats is not None:
             cfg = replace(cfg, precision_recall=False, kid=False)
+        model, tokenizer = bundle.model, bundle.tokenizer
         res = score(feats, probs, ref_feats, extractor.metric_name, cfg, ref_stats)
         res.update({"n": cfg.n, "steps": strategy.steps, "seed": cfg.seed, "noise": cfg.noise,
                     "strategy": strategy.name or "custom", "strategy_source": strategy.source,
@@ -142,7 +117,8 @@ def evaluate_model(model, tokenizer, strategy: Strategy, extractor, cfg: EvalCon
                     "images_per_second": round(cfg.n / max(sample_seconds, 1e-9), 2)})
         if cfg.count_flops:
             from .metrics.cost import decode_flops, sampling_flops
-            res["flops_per_image"] = sampling_flops(model, strategy)
+            res["flops_per_image"] = sampling_flops(model if reuse else model.without_reuse(), strategy,
+                                                    cond.rows(0, 1))
             res["gflops_per_image"] = round(res["flops_per_image"] / 1e9, 4)
             res["decode_flops_per_image"] = decode_flops(tokenizer)
         res["seconds"] = round(time.perf_counter() - t0, 2)
@@ -233,22 +209,13 @@ def run_evaluation(cfg: EvaluateConfig, show_progress: bool = True, log=None) ->
         res = evaluate_real(extractor, cfg.eval, show_progress)
     elif cfg.what == "reconstructions":
         from .tokenizer import load as load_tokenizer
-        if cfg.tokenizer:
-            tok = load_tokenizer(cfg.tokenizer, device)
-        else:
-            from .pipeline import Pipeline
-            tok = Pipeline.from_pretrained(cfg.model, device=device).tokenizer
+        tok = load_tokenizer(cfg.tokenizer, device) if cfg.tokenizer else \
+            Bundle.load(cfg.model, device=device).tokenizer
         res = evaluate_reconstructions(tok, extractor, cfg.eval, show_progress)
     else:
-        from .pipeline import Pipeline
-        pipe = Pipeline.from_pretrained(cfg.model, tokenizer=cfg.tokenizer or None, device=device)
-        st = pipe.strategy(cfg.strategy, cfg.steps)
-        if cfg.guidance is not None:
-            st = st.with_guidance(cfg.guidance)
-        if st.steps > pipe.model.seq_len:
-            raise AutonatError(f"{st.steps} steps for {pipe.model.seq_len} tokens: steps must be <= tokens")
-        model = pipe.model if cfg.reuse else pipe.model.without_reuse()
-        res = evaluate_model(model, pipe.tokenizer, st, extractor, cfg.eval, None, show_progress)
+        bundle = Bundle.load(cfg.model, tokenizer=cfg.tokenizer or None, device=device)
+        st = bundle.strategy(cfg.strategy, cfg.steps, cfg.guidance)
+        res = evaluate_model(bundle, st, extractor, cfg.eval, None, show_progress, reuse=cfg.reuse)
         res.update({"model_name": str(cfg.model), "reuse": cfg.reuse})
     if D.is_main():
         res["featnet"] = getattr(extractor, "identity", "")

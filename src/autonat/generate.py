@@ -73,11 +73,11 @@ def check_out_dir(out: str | Path, marker: str = "summary.json") -> Path:
 
 def generate_to_dir(cfg: SampleConfig, out: str | Path, show_progress: bool = True) -> dict:
     """Sample `cfg.n` images and write them to `out` (see module docstring); returns the summary."""
-    from .pipeline import Pipeline, parse_classes
+    from .pipeline import Pipeline
     from .images import grid_image, strip_image
     out = check_out_dir(out)
     pipe = Pipeline.from_pretrained(cfg.model, tokenizer=cfg.tokenizer or None, device=cfg.device)
-    labels = parse_classes(cfg.classes or None, pipe.class_names, pipe.num_classes, cfg.n)
+    labels = pipe.bundle.conditioner.parse(cfg.classes or None, cfg.n)
     t0 = time.perf_counter()
     res = pipe(class_labels=labels, num_steps=cfg.steps, strategy=cfg.strategy, guidance=cfg.guidance,
                generator=torch.Generator().manual_seed(cfg.seed), return_trace=cfg.trace,

@@ -55,6 +55,11 @@ class MaskRatioDistribution:
     def spec(self) -> str:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    @classmethod
+    def from_spec(cls, spec: str) -> "MaskRatioDistribution":
+        """The distribution a text spec names (`parse_mask_dist`); how configs read p(r)."""
+        return parse_mask_dist(spec)
+
     def __str__(self) -> str:
         return self.spec
 

@@ -1,15 +1,16 @@
 """The NAT decoding loop (paper Sec. 3.1) as a pure function.
 
-    sample(model, strategy, labels, noise) -> SampleOutput(ids [B, N], trace)
+    sample(model, strategy, cond, noise) -> SampleOutput(ids [B, N], trace)
 
 `model` fulfils the decoding half of `autonat.models.contract.NATModel`: `seq_len`,
-`codebook_size`, `mask_id`, `null_label` and `decode_step(ids, labels, query, cache) -> (logits
-[B, M, K], cache)` (the cache, if any, is threaded through explicitly and manipulated only through
-its own `rows` / `cat` / `same_state`). Nothing else is read or mutated.
+`codebook_size`, `mask_id` and `decode_step(ids, cond, query, cache) -> (logits [B, M, K], cache)`
+(the cache, if any, is threaded through explicitly and manipulated only through its own `rows` /
+`cat` / `same_state`). `cond` is a Condition of B rows (`autonat.conditioning`: class ids today);
+the sampler only slices, stacks and nulls it. Nothing else is read or mutated.
 
 Step t (all rows of a batch have the same number M of [MASK] tokens, since all start at N):
   1. logits at the M masked positions; with guidance s > 0, l = l_c + s (l_c - l_u) from a
-     conditional and an unconditional (null class) pass; s = 0 runs the conditional pass only
+     conditional and an unconditional (`cond.null()`) pass; s = 0 runs the conditional pass only
      (unless the strategy says `always_uncond`).
   2. sample x ~ softmax(l / tau1) by inverse CDF with one uniform per position (tau1 = 0: argmax);
   3. confidence C = log softmax(l)[x] (guided, not temperature-scaled); decoded tokens: +inf;
@@ -30,6 +31,7 @@ from typing import Callable
 
 import torch
 
+from .conditioning import Condition
 from .io import AutonatError
 from .models.contract import cache_cat, cache_rows, caches_aligned, masked_positions
 from .rng import mix64
@@ -49,6 +51,10 @@ class IndexedNoise:
     hash(seed, sample id, t, kind), one uniform per token position."""
     seed: int
     sample_ids: tuple[int, ...]
+
+    def rows(self, lo: int, hi: int) -> "IndexedNoise":
+        """The noise of samples lo:hi of this set (the same numbers, whatever the batching)."""
+        return IndexedNoise(self.seed, self.sample_ids[lo:hi])
 
     def uniforms(self, step: int, kind: int, n: int) -> torch.Tensor:
         out = torch.empty(len(self.sample_ids), n)
@@ -139,17 +145,17 @@ def token_priority(order: str, num_tokens: int) -> torch.Tensor | None:
     raise AutonatError(f"unknown token order {order!r}")
 
 
-def _call(model, ids, labels, query, cache, chunk: int | None):
+def _call(model, ids, cond, query, cache, chunk: int | None):
     """model.decode_step, optionally over row chunks of `chunk` sequences. On CPU, chunks of a
     few dozen sequences keep every activation in cache and run ~1.7x faster than one big batch
     (elementwise ops are memory-bound here); results are the same per row."""
     b = ids.shape[0]
     if chunk is None or b <= chunk:
-        return model.decode_step(ids, labels, query, cache)
+        return model.decode_step(ids, cond, query, cache)
     logits, caches = [], []
     for lo in range(0, b, chunk):
         hi = min(lo + chunk, b)
-        lg, c = model.decode_step(ids[lo:hi], labels[lo:hi], query[lo:hi], cache_rows(cache, lo, hi))
+        lg, c = model.decode_step(ids[lo:hi], cond.rows(lo, hi), query[lo:hi], cache_rows(cache, lo, hi))
         logits.append(lg)
         caches.append(c)
     return torch.cat(logits), cache_cat(caches)
@@ -167,23 +173,29 @@ class SampleOutput:
 
 
 @torch.inference_mode()
-def sample(model, strategy: Strategy, labels: torch.Tensor, noise: Noise, *, trace: bool = False,
+def check_steps(steps: int, num_tokens: int) -> None:
+    """Every step decodes at least one token, so a strategy fits a model only if T <= N."""
+    if steps > num_tokens:
+        raise AutonatError(f"{steps} steps for {num_tokens} tokens: every step decodes at least one "
+                           f"token, so the number of steps must be <= {num_tokens}")
+
+
+@torch.inference_mode()
+def sample(model, strategy: Strategy, cond: Condition, noise: Noise, *, trace: bool = False,
            chunk: int | None = None, on_step: Callable[[int], None] | None = None) -> SampleOutput:
-    """Decode B images' tokens in `strategy.steps` steps from an all-[MASK] canvas (see the
-    module docstring). labels: [B] class ids (`model.null_label` = unconditional).
+    """Decode B = len(cond) images' tokens in `strategy.steps` steps from an all-[MASK] canvas
+    (see the module docstring); `cond.null()` is the unconditional pass of guidance.
     chunk: run the model over row chunks of this many sequences (a speed knob; same result).
     on_step: called with t after each step (progress display; it cannot change the result)."""
-    device = next(iter(model.parameters())).device if hasattr(model, "parameters") else labels.device
-    labels = labels.to(device)
-    B, N, K, MASK = labels.shape[0], model.seq_len, model.codebook_size, model.mask_id
-    if strategy.steps > N:
-        raise AutonatError(f"{strategy.steps} steps for {N} tokens: every step decodes at least one "
-                           f"token, so the number of steps must be <= {N}")
+    device = next(iter(model.parameters())).device
+    cond = cond.to(device)
+    B, N, K, MASK = len(cond), model.seq_len, model.codebook_size, model.mask_id
+    check_steps(strategy.steps, N)
     ids = torch.full((B, N), MASK, dtype=torch.long, device=device)
     counts = strategy.masked_counts(N)
     priority = token_priority(strategy.order, N)
-    null = torch.full_like(labels, model.null_label)
-    both_labels = torch.cat([labels, null])
+    both = type(cond).cat([cond, cond.null()])
+    null = both.rows(B, 2 * B)
     cache_c = cache_u = None
     steps_trace: list[dict] = []
     for t in range(strategy.steps):
@@ -192,12 +204,12 @@ def sample(model, strategy: Strategy, labels: torch.Tensor, noise: Noise, *, tra
         s = strategy.s[t]
         uncond = s != 0 or strategy.always_uncond
         if uncond and caches_aligned(cache_c, cache_u):      # both passes as one batch
-            logits, cache = _call(model, torch.cat([ids, ids]), both_labels, torch.cat([query, query]),
+            logits, cache = _call(model, torch.cat([ids, ids]), both, torch.cat([query, query]),
                                   cache_cat([cache_c, cache_u]), chunk)
             cache_c, cache_u = cache_rows(cache, 0, B), cache_rows(cache, B, 2 * B)
             lc, lu = logits.float().chunk(2)
         else:
-            lc, cache_c = _call(model, ids, labels, query, cache_c, chunk)
+            lc, cache_c = _call(model, ids, cond, query, cache_c, chunk)
             lc, lu = lc.float(), None
             if uncond:
                 lu, cache_u = _call(model, ids, null, query, cache_u, chunk)

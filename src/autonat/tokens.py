@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from .assets import SHIPPED
+from .conditioning import ClassCondition
 from .config import opt, validate
 from .data import ArrayDataset, to_float
 from .io import AutonatError, atomic_write_json, load_json
@@ -136,12 +137,13 @@ class TokenCache:
                 f"(identity {self.manifest['tokenizer_identity']}), not by {name or 'this tokenizer'} "
                 f"(identity {identity}); re-run `autonat tokenize` with the tokenizer you want")
 
-    def batch(self, index: torch.Tensor, view: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Token ids [B, L] (int64) and labels [B] for `index`; `view` picks the flip per example."""
+    def batch(self, index: torch.Tensor, view: torch.Tensor | None = None) -> tuple[torch.Tensor, ClassCondition]:
+        """Token ids [B, L] (int64) and their conditions (class labels) for `index`; `view`
+        picks the flip per example."""
         idx = index.numpy()
         v = np.zeros_like(idx) if view is None else view.numpy()
         ids = torch.from_numpy(self.tokens[idx, v].astype(np.int64))
-        return ids, torch.from_numpy(self.labels[idx])
+        return ids, ClassCondition(torch.from_numpy(self.labels[idx]).long(), self.num_classes)
 
 
 def _load_array(path: Path, mmap: bool = False) -> np.ndarray:

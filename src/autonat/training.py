@@ -1,4 +1,4 @@
-"""NAT training (`autonat train`): AdamW + warm-up, EMA, gradient clipping, bf16 autocast, label
+"""NAT training (`autonat train`): AdamW + warm-up, EMA, gradient clipping, bf16 autocast, condition
 dropout for guidance, and DDP under `torchrun`, on the shared skeleton (`autonat.trainer`: run
 directory, exact resume, JSONL log, crash-safe checkpoints).
 
@@ -25,10 +25,10 @@ import torch
 from . import distributed as D
 from .assets import SHIPPED
 from .checkpoint import save_checkpoint
-from .config import config_from_dict, config_to_dict, opt, validate
+from .config import config_to_dict, opt, validate
 from .io import AutonatError
 from .jobs import Throughput, autocast, pick_device
-from .masking import ROUNDINGS, parse_mask_dist
+from .masking import ROUNDINGS, Beta, MaskRatioDistribution
 from .models.registry import build_model, canonical_model_name, count_parameters, load_model, save_model
 from .rng import epoch_indices, mix64, step_generator
 from .tokens import TokenCache
@@ -42,7 +42,8 @@ class TrainConfig(RunOptions):
     """How a NAT is trained (saved as train_config.json; part of the model's identity)."""
     tokens: str = opt("", "token cache directory (from `autonat tokenize`)")
     model: str = opt("small", "U-ViT size (tiny, small, S, B, L) or enat-SIZE (enat-tiny, enat-small, ...)")
-    mask_dist: str = opt("beta:12,3", "training p(r): beta:A,B | arccos | fixed:R | uniform[:LO,HI]")
+    mask_dist: MaskRatioDistribution = opt(Beta(12.0, 3.0), "training p(r): beta:A,B | arccos | fixed:R | "
+                                                            "uniform[:LO,HI]")
     mask_rounding: str = opt("ceil", "masked count from a ratio: ceil(rN) (paper), round(rN) (authors' "
                                      "training code) or floor(rN)", choices=ROUNDINGS)
     batch_size: int = opt(256, "global batch (split across ranks)", min=1)
@@ -56,32 +57,21 @@ class TrainConfig(RunOptions):
     ema: float = opt(0.0, "EMA decay of the exported weights; 0 = chosen from the run length "
                           "(1 - 5 / steps, within [0.99, 0.9999])", min=0.0, max=0.99999)
     label_smoothing: float = opt(0.1, "label smoothing of the masked-token cross-entropy", min=0.0, max=1.0)
-    label_dropout: float = opt(0.15, "probability of the null class (classifier-free guidance)", min=0.0, max=1.0)
+    label_dropout: float = opt(0.15, "probability of the null condition (classifier-free guidance)",
+                               min=0.0, max=1.0)
     grad_clip: float = opt(1.0, "gradient-norm clipping", min=0.0)
     hflip: bool = opt(True, "use the mirrored view of the cache (if stored) half of the time")
     reuse_prob: float = opt(0.5, "ENAT: probability of training through the reuse path", min=0.0, max=1.0)
     init_from: str = opt("", "warm start from a saved model directory (e.g. to extend a finished run)")
 
     def __post_init__(self):
-        validate(self)
-        # Normalised specs: `cosine` and `arccos` (or `small` and `uvit-small`) are one run.
-        object.__setattr__(self, "mask_dist", parse_mask_dist(self.mask_dist).spec)
+        validate(self)      # also reads a p(r) given as text (`beta:12,3`) into its object
+        # One spelling per model: `small` and `uvit-small` are one run.
         object.__setattr__(self, "model", canonical_model_name(self.model))
 
     @property
     def ema_decay(self) -> float:
         return self.ema or min(0.9999, max(0.99, 1 - 5 / self.steps))
-
-    # Older train_config.json files used these names.
-    LEGACY = {"max_steps": "steps", "warmup_steps": "warmup", "ema_decay": "ema"}
-
-    @classmethod
-    def from_dict(cls, d: dict, what: str = "train_config.json") -> "TrainConfig":
-        d = {cls.LEGACY.get(k, k): v for k, v in d.items()}
-        if "arch" in d or "size" in d:
-            arch, size = d.pop("arch", "uvit"), d.pop("size", "small")
-            d["model"] = f"{arch}-{size}"
-        return config_from_dict(cls, d, what=what)
 
 
 class EMA:
@@ -131,7 +121,6 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, show_progress
     if cfg.batch_size > len(cache):
         raise AutonatError(f"batch_size (--batch-size) {cfg.batch_size} exceeds the {len(cache)} "
                            f"examples of {cfg.tokens}")
-    dist = parse_mask_dist(cfg.mask_dist)
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.model, codebook_size=cache.codebook_size, seq_len=cache.seq_len,
                         num_classes=cache.num_classes).to(device)
@@ -167,24 +156,23 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, show_progress
     model.train()
     with run.loop(step):
         while step < cfg.steps:
-            # 1. the global batch of this step and its label dropout / flip views
+            # 1. the global batch of this step and its condition dropout / flip views
             idx = epoch_indices(len(cache), cfg.batch_size, step, cfg.seed)
             g = step_generator(cfg.seed, step, 2)
             views = (torch.rand(len(idx), generator=g) < 0.5).long() if cfg.hflip and cache.tokens.shape[1] > 1 \
                 else torch.zeros(len(idx), dtype=torch.long)
-            ids, labels = cache.batch(idx, views)
-            drop = torch.rand(labels.shape[0], generator=g) < cfg.label_dropout
-            labels = torch.where(drop, torch.full_like(labels, model.null_label), labels)
+            ids, cond = cache.batch(idx, views)
+            cond = cond.dropped(torch.rand(len(cond), generator=g) < cfg.label_dropout)
             # 2. masks for the global batch (the model's rule), then this rank's slice
             gm = step_generator(cfg.seed, step, 3)
-            mask = model.training_mask(dist, cfg.batch_size, gm, cfg.mask_rounding)
-            ids, labels, mask = ids[lo:hi].to(device), labels[lo:hi].to(device), mask[lo:hi].to(device)
+            mask = model.training_mask(cfg.mask_dist, cfg.batch_size, gm, cfg.mask_rounding)
+            ids, cond, mask = ids[lo:hi].to(device), cond.rows(lo, hi).to(device), mask[lo:hi].to(device)
             torch.manual_seed(mix64(cfg.seed, step, 4, rank))  # dropout inside the model
             for grp in opt_.param_groups:
                 grp["lr"] = lr_at(step, lr=cfg.lr, warmup=cfg.warmup, steps=cfg.steps, schedule=cfg.lr_schedule)
             # 3. the model's objective, through the DDP wrapper so gradients are synchronised
             with autocast(device, cfg.bf16):
-                res = model.training_loss(ids, labels, mask, gm, forward=net, teacher=ema.module,
+                res = model.training_loss(ids, cond, mask, gm, forward=net, teacher=ema.module,
                                           label_smoothing=cfg.label_smoothing, reuse_prob=cfg.reuse_prob,
                                           rows=(lo, hi, cfg.batch_size))
             opt_.zero_grad(set_to_none=True)

@@ -54,10 +54,9 @@ def cmd_export(args) -> int:
     from pathlib import Path
 
     from ..io import AutonatError
-    from ..pipeline import Pipeline
-    if Path(args.out).exists():
+    from ..bundle import Bundle
+    if Path(args.out).exists() or Path(args.out).is_symlink():
         raise AutonatError(f"--out {args.out} already exists; export writes a new directory")
-    pipe = Pipeline.from_pretrained(args.model, tokenizer=args.tokenizer or None)
-    pipe.save_pretrained(args.out)
+    Bundle.load(args.model, tokenizer=args.tokenizer or None).save(args.out)
     info(f"exported {args.model} to {args.out} (self-contained: load it with --model {args.out})")
     return 0

@@ -11,7 +11,7 @@ import dataclasses
 import typing
 from typing import Any
 
-from ..config import _base_type, flag_name
+from ..config import _base_type, flag_name, is_spec_type
 
 
 def _parse_bool(text: str) -> bool:
@@ -58,22 +58,20 @@ def _fields(cls: type) -> list[tuple[dataclasses.Field, Any]]:
 
 
 def add_config_args(parser: argparse.ArgumentParser, cls: type, *, exclude: tuple[str, ...] = (),
-                    defaults: dict[str, Any] | None = None, required: tuple[str, ...] = (),
-                    title: str | None = None) -> None:
+                    required: tuple[str, ...] = (), title: str | None = None) -> None:
     """Add a flag for every CLI field of `cls` (recursively for nested configs); `required`
     fields must be given on the command line."""
     group = parser.add_argument_group(title) if title else parser
-    defaults = defaults or {}
     for f, ann in _fields(cls):
         if f.name in exclude or not f.metadata.get("cli", True):
             continue
         kind, optional = _base_type(ann)
         if dataclasses.is_dataclass(kind):
-            add_config_args(parser, kind, exclude=exclude, defaults=defaults, required=required,
+            add_config_args(parser, kind, exclude=exclude, required=required,
                             title=f.metadata.get("help") or kind.__name__)
             continue
-        default = defaults.get(f.name, f.default if f.default is not dataclasses.MISSING
-                               else f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
+        default = f.default if f.default is not dataclasses.MISSING \
+            else f.default_factory() if f.default_factory is not dataclasses.MISSING else None
         help_ = f.metadata.get("help", "").replace("%", "%%")   # argparse formats help with %
         flags = [flag_name(f.name), *f.metadata.get("aliases", ())]
         choices = f.metadata.get("choices")
@@ -85,6 +83,10 @@ def add_config_args(parser: argparse.ArgumentParser, cls: type, *, exclude: tupl
             parse, shown = _tuple_parser(typing.get_args(kind)), ",".join(map(str, default or ()))
             group.add_argument(*flags, dest=f.name, type=parse, default=default,
                                metavar="A,B,...", help=f"{help_} (default: {shown})")
+            continue
+        if is_spec_type(kind):           # parsed (and refused with the flag's name) by the config
+            group.add_argument(*flags, dest=f.name, type=str, default=default.spec,
+                               help=help_ + " (default: %(default)s)")
             continue
         parse = _SCALARS.get(kind, str)
         if optional:

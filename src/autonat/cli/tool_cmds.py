@@ -19,8 +19,8 @@ def register(sub, common) -> None:
     p.add_argument("--steps", type=int, nargs="+", default=[4, 8], help="(default: 4 8)")
     p.add_argument("--batch", type=int, nargs="+", default=[1, 256], help="(default: 1 256)")
     p.add_argument("--repeats", type=int, default=5, help="(default: %(default)s)")
-    p.add_argument("--reuse", action="store_true", default=True, help=argparse_suppress())
-    p.add_argument("--no-reuse", dest="reuse", action="store_false", help="ENAT: recompute every step")
+    p.add_argument("--no-reuse", dest="reuse", action="store_false", default=True,
+                   help="ENAT: recompute every step")
     p.add_argument("--no-bf16", dest="bf16", action="store_false", default=True, help="measure fp32")
     p.add_argument("--device", default="auto", help="(default: %(default)s)")
     p.add_argument("--json", action="store_true")
@@ -73,21 +73,16 @@ def register(sub, common) -> None:
     p.add_argument("--steps", type=int, default=None)
     p.add_argument("--model", default="fashion-mnist", help="whose searched strategy `autonat` means "
                                                             "(default: %(default)s)")
-    p.add_argument("--to-yaml", default=None, help="write the official YAML keys to this file")
-    p.add_argument("--to-json", default=None, help="write autonat JSON to this file")
+    p.add_argument("--to-yaml", default=None, help="write the official YAML keys to this file "
+                                                   "(autonat JSON: `autonat convert --strategy`)")
     p.set_defaults(func=cmd_strategy)
 
 
-def argparse_suppress():
-    import argparse
-    return argparse.SUPPRESS
-
-
 def _strategy(spec: str, steps: int | None, model: str):
-    from ..pipeline import Pipeline
+    from ..bundle import Bundle
     from ..presets import resolve_strategy
     if spec == "autonat":
-        return Pipeline.from_pretrained(model).strategy(spec, steps)
+        return Bundle.load(model).strategy(spec, steps)
     return resolve_strategy(spec, steps)
 
 
@@ -159,10 +154,10 @@ def cmd_plot_strip(args) -> int:
 
     from ..images import strip_image
     from ..io import atomic_write_bytes
-    from ..pipeline import Pipeline, parse_classes
+    from ..pipeline import Pipeline
     _output_file(args.out)
     pipe = Pipeline.from_pretrained(args.model, tokenizer=args.tokenizer)
-    labels = parse_classes(args.classes, pipe.class_names, pipe.num_classes)
+    labels = pipe.bundle.conditioner.parse(args.classes)
     out = pipe(labels, num_steps=args.steps, strategy=args.strategy, return_trace=True,
                generator=torch.Generator().manual_seed(args.seed), progress=False)
     import io
@@ -185,7 +180,5 @@ def cmd_strategy(args) -> int:
     st = _strategy(args.spec, args.steps, args.model)
     if args.to_yaml:
         save_official_yaml(st, _output_file(args.to_yaml))
-    if args.to_json:
-        st.save(_output_file(args.to_json))
     print_json(st.to_dict())
     return 0

@@ -16,6 +16,7 @@ from typing import Callable
 import torch
 from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
+from ..conditioning import Condition
 from ..sampling import IndexedNoise, sample
 from ..strategy import Strategy
 
@@ -44,12 +45,13 @@ def count_flops(fn: Callable[[], object], modules: tuple = ()) -> int:
     return int(counter.get_total_flops())
 
 
-def sampling_flops(model, strategy: Strategy, label: int = 0) -> int:
-    """Forward FLOPs of decoding one image with `strategy` (all T steps, both guidance passes;
-    pass `model.without_reuse()` to count a model that recomputes every step)."""
-    device = next(model.parameters()).device
-    labels = torch.tensor([label], device=device)
-    return count_flops(lambda: sample(model, strategy, labels, IndexedNoise(0, (0,))), (model,))
+def sampling_flops(model, strategy: Strategy, cond: Condition) -> int:
+    """Forward FLOPs of decoding one image under the one-row condition `cond` with `strategy` (all
+    T steps, both guidance passes; pass `model.without_reuse()` to count a model that recomputes
+    every step)."""
+    if len(cond) != 1:
+        raise ValueError(f"sampling_flops counts one image; got {len(cond)} conditions")
+    return count_flops(lambda: sample(model, strategy, cond, IndexedNoise(0, (0,))), (model,))
 
 
 def decode_flops(tokenizer) -> int:

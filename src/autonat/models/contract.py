@@ -1,15 +1,17 @@
 """The contract every NAT model fulfils, so that nothing outside `autonat.models` branches on the
 architecture: the trainer, the sampler, the pipeline, the CLI and the demo only call these.
 
-    model.decode_step(ids, labels, query, cache) -> (logits [B, M, K], cache)
+    model.decode_step(ids, cond, query, cache) -> (logits [B, M, K], cache)
         One decoding step: logits at the [MASK] positions `query` [B, M] of the canvas `ids`
-        [B, N] ([MASK] = `mask_id`) for class `labels` [B] (`null_label` = unconditional).
-        `cache` is whatever the previous step returned (None at the first step); a stateless
-        model returns None. A cache holds one row per sequence and supports the three operations
-        of `DecodeCache` so the sampler can batch guidance passes and chunk model calls.
+        [B, N] ([MASK] = `mask_id`) under the condition `cond` (an `autonat.conditioning`
+        Condition of B rows; `cond.null()` = unconditional). A model refuses a kind of condition
+        it was not trained on. `cache` is whatever the previous step returned (None at the first
+        step); a stateless model returns None. A cache holds one row per sequence and supports
+        the three operations of `DecodeCache` so the sampler can batch guidance passes and chunk
+        model calls.
     model.training_mask(dist, batch, generator, rounding) -> bool mask [B, N]
         The masks a training batch uses (a model may need equal counts per row).
-    model.training_loss(ids, labels, mask, generator, *, forward, teacher, label_smoothing,
+    model.training_loss(ids, cond, mask, generator, *, forward, teacher, label_smoothing,
                         reuse_prob, rows) -> LossOutput
         Masked-token cross-entropy on the masked positions only. `forward` is the callable that
         runs this model with gradients (the model itself, or its DistributedDataParallel
@@ -31,6 +33,9 @@ from typing import Any, Protocol, runtime_checkable
 
 import torch
 import torch.nn.functional as F
+
+from ..conditioning import Condition
+from ..masking import MaskRatioDistribution
 
 
 @runtime_checkable
@@ -56,15 +61,14 @@ class NATModel(Protocol):
     seq_len: int
     codebook_size: int
     mask_id: int
-    null_label: int
 
-    def decode_step(self, ids: torch.Tensor, labels: torch.Tensor, query: torch.Tensor,
+    def decode_step(self, ids: torch.Tensor, cond: Condition, query: torch.Tensor,
                     cache: Any) -> tuple[torch.Tensor, Any]: ...
 
-    def training_mask(self, dist, batch: int, generator: torch.Generator,
+    def training_mask(self, dist: MaskRatioDistribution, batch: int, generator: torch.Generator,
                       rounding: str = "ceil") -> torch.Tensor: ...
 
-    def training_loss(self, ids: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor,
+    def training_loss(self, ids: torch.Tensor, cond: Condition, mask: torch.Tensor,
                       generator: torch.Generator, **kwargs: Any) -> "LossOutput": ...
 
     def without_reuse(self) -> "NATModel": ...

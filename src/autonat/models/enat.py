@@ -13,11 +13,11 @@
   a token decoded k steps ago carries P^k(f), for the encoder's context and the decoder alike;
   `raw` keeps each token's encoder output in the cache and gives the decoder those raw features
   (the shipped ENAT small; a config.json without the field means `raw`).
-* The authors' released layout (`official_enat_config`): LayerNorm'd embeddings, tanh-GELU, a
+* The authors' released layout (the `-official` variant of the registry): LayerNorm'd embeddings, tanh-GELU, a
   4d-wide reuse projection, projected reuse, qkv biases and a plain LayerNorm output layer instead
   of autonat's modulated one; `autonat convert` loads their checkpoints into it.
-* Class conditioning: adaLN-Zero (as released) from a class embedding with a null id C for
-  guidance. Chosen over an in-context token because the encoder may see very few tokens
+* Class conditioning: adaLN-Zero (as released) from a class embedding of a `ClassCondition`
+  (null id C for guidance). Chosen over an in-context token because the encoder may see very few tokens
   (1 at the first reuse steps) and modulation conditions every token directly.
   The modulations depend on the label only, so a trained model can be *folded*
   (`fold_class_conditioning`): every block's adaLN Linear (a third of ENAT-small's weights) is
@@ -31,6 +31,7 @@ from dataclasses import dataclass, replace
 import torch
 import torch.nn as nn
 
+from ..conditioning import ClassCondition, expect_condition
 from ..config import opt, validate
 from ..io import AutonatError
 from ..masking import sample_training_mask
@@ -78,24 +79,28 @@ class ENATConfig:
 class ENATCache:
     """Features of encoded tokens, threaded through the sampler (one per guidance pass).
 
-    At inference the adaLN modulations (a function of the class label only) are cached too, so
+    At inference the adaLN modulations (a function of the condition only) are cached too, so
     later steps skip the E + D + 1 conditioning Linears (a third of ENAT-small's weights; at batch
-    1 reading them dominates a step). They are reused only without autograd and for the same labels."""
+    1 reading them dominates a step). They are reused only without autograd and for the same condition."""
     features: torch.Tensor                  # [B, N, d] final encoder features (valid where `encoded`)
     encoded: torch.Tensor                   # [B, N] bool, positions whose features are cached
-    labels: torch.Tensor | None = None      # [B] labels the modulations belong to
+    condition: ClassCondition | None = None  # the condition the modulations belong to
     mod: torch.Tensor | None = None         # [B, E + D, 8d] every block's adaLN parameters
     out_mod: torch.Tensor | None = None     # [B, 2d] the output layer's shift/scale
 
-    _FIELDS = ("features", "encoded", "labels", "mod", "out_mod")
+    _TENSORS = ("features", "encoded", "mod", "out_mod")
 
     def rows(self, lo: int, hi: int) -> "ENATCache":
-        return ENATCache(*(None if getattr(self, f) is None else getattr(self, f)[lo:hi] for f in self._FIELDS))
+        kw = {f: None if getattr(self, f) is None else getattr(self, f)[lo:hi] for f in self._TENSORS}
+        return ENATCache(condition=None if self.condition is None else self.condition.rows(lo, hi), **kw)
 
     @classmethod
     def cat(cls, parts: list["ENATCache"]) -> "ENATCache":
-        vals = [[getattr(p, f) for p in parts] for f in cls._FIELDS]
-        return cls(*(None if any(v is None for v in vs) else torch.cat(vs) for vs in vals))
+        def stacked(vs):
+            return None if any(v is None for v in vs) else torch.cat(vs)
+        conds = [p.condition for p in parts]
+        return cls(condition=None if any(c is None for c in conds) else type(conds[0]).cat(conds),
+                   **{f: stacked([getattr(p, f) for p in parts]) for f in cls._TENSORS})
 
     def same_state(self, other: "ENATCache") -> bool:
         return torch.equal(self.encoded, other.encoded)
@@ -144,7 +149,6 @@ class ENAT(nn.Module):
                 nn.init.zeros_(self.out_ada[-1].bias)
 
     mask_id = property(lambda self: self.config.codebook_size)
-    null_label = property(lambda self: self.config.num_classes)
     seq_len = property(lambda self: self.config.seq_len)
     codebook_size = property(lambda self: self.config.codebook_size)
 
@@ -155,9 +159,11 @@ class ENAT(nn.Module):
         x = self.token_emb(ids) + gather_positions(p, pos)
         return self.dropout(x if self.embed_norm is None else self.embed_norm(x))
 
-    def modulations(self, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def modulations(self, cond: ClassCondition) -> tuple[torch.Tensor, torch.Tensor | None]:
         """adaLN parameters of every block [B, E + D, 8d] and of the output layer [B, 2d] (None
         with the plain LayerNorm output layer)."""
+        expect_condition(cond, ClassCondition, "this ENAT")
+        labels = cond.labels
         blocks = list(self.encoder) + list(self.decoder)
         if self.config.class_table:
             row = self.mod_table[labels]
@@ -203,36 +209,36 @@ class ENAT(nn.Module):
             raise AutonatError("ENAT needs the same number of visible tokens in every row of a batch")
         return masked_positions(mask, n)
 
-    def _mods(self, labels: torch.Tensor, cache: ENATCache | None) -> tuple[torch.Tensor, torch.Tensor]:
-        """The adaLN modulations for `labels`: from the cache when it holds them for the same
-        labels and no gradient is needed, else computed."""
+    def _mods(self, cond: ClassCondition, cache: ENATCache | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The adaLN modulations for `cond`: from the cache when it holds them for the same
+        condition and no gradient is needed, else computed."""
         if (cache is not None and cache.mod is not None and not torch.is_grad_enabled()
-                and torch.equal(cache.labels, labels)):
+                and cache.condition.same_as(cond)):
             return cache.mod, cache.out_mod
-        return self.modulations(labels)
+        return self.modulations(cond)
 
     # -- the step (sampling) and forward (training) ----------------------------------------
-    def step(self, ids: torch.Tensor, labels: torch.Tensor, query: torch.Tensor,
+    def step(self, ids: torch.Tensor, cond: ClassCondition, query: torch.Tensor,
              cache: ENATCache | None) -> tuple[torch.Tensor, ENATCache]:
         """One decoding step: encode visible tokens not yet in `cache` (all of them if None),
         then decode the [MASK] positions `query`. Returns (logits [B, M, K], new cache)."""
         E = self.config.encoder_depth
-        mod, out_mod = self._mods(labels, cache)
-        cache = self.extend_cache(ids, labels, cache, mod)
+        mod, out_mod = self._mods(cond, cache)
+        cache = self.extend_cache(ids, cond, cache, mod)
         visible = cache.encoded
         vis = gather_positions(cache.features, self._positions(visible)) if bool(visible.any()) \
             else cache.features[:, :0]
         logits = self.decode(query, mod[:, E:], out_mod, vis)
-        return logits, ENATCache(cache.features, visible, labels, mod, out_mod)
+        return logits, ENATCache(cache.features, visible, cond, mod, out_mod)
 
-    def extend_cache(self, ids: torch.Tensor, labels: torch.Tensor, cache: ENATCache | None,
+    def extend_cache(self, ids: torch.Tensor, cond: ClassCondition, cache: ENATCache | None,
                      mod: torch.Tensor | None = None) -> ENATCache:
         """The cache after encoding the visible tokens of `ids` that `cache` does not hold yet
         (every visible token when `cache` is None): only those are run through the encoder,
         with the cached features as their context (computation reuse)."""
         b, n = ids.shape
         if mod is None:
-            mod = self._mods(labels, cache)[0]
+            mod = self._mods(cond, cache)[0]
         visible = ids != self.mask_id
         if cache is None:
             features = torch.zeros(b, n, self.config.dim, device=ids.device, dtype=self.pos_emb.dtype)
@@ -258,27 +264,27 @@ class ENAT(nn.Module):
                                         feats.to(features.dtype))
         return ENATCache(features, visible)
 
-    def forward(self, ids: torch.Tensor, labels: torch.Tensor, query: torch.Tensor | None = None,
+    def forward(self, ids: torch.Tensor, cond: ClassCondition, query: torch.Tensor | None = None,
                 cache: ENATCache | None = None) -> torch.Tensor:
         """Training / scoring: logits [B, M, K] at `query` (default: every [MASK] position).
         `cache` trains through the reuse path."""
         if query is None:
             query = self._positions(ids == self.mask_id)
-        return self.step(ids, labels, query, cache)[0]
+        return self.step(ids, cond, query, cache)[0]
 
     # -- the model contract (autonat.models.contract) ---------------------------------------
-    def decode_step(self, ids, labels, query, cache=None):
+    def decode_step(self, ids, cond, query, cache=None):
         """One step with feature reuse; a model from `without_reuse()` recomputes from scratch."""
         if not self.reuse:
-            return self.step(ids, labels, query, None)[0], None
-        return self.step(ids, labels, query, cache)
+            return self.step(ids, cond, query, None)[0], None
+        return self.step(ids, cond, query, cache)
 
     def training_mask(self, dist, batch: int, generator: torch.Generator, rounding: str = "ceil"
                       ) -> torch.Tensor:
         """One ratio for the whole batch: the reuse path needs equal counts per row."""
         return sample_training_mask(dist, batch, self.seq_len, generator, rounding, per_batch=True)[0]
 
-    def training_loss(self, ids: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor,
+    def training_loss(self, ids: torch.Tensor, cond: ClassCondition, mask: torch.Tensor,
                       generator: torch.Generator, *, forward=None, teacher: "ENAT | None" = None,
                       label_smoothing: float = 0.1, reuse_prob: float = 0.5,
                       rows: tuple[int, int, int] | None = None) -> LossOutput:
@@ -307,9 +313,9 @@ class ENAT(nn.Module):
             with torch.no_grad():
                 teacher = teacher if teacher is not None else self
                 prev = mask_inputs(ids, ~prev_visible, self.mask_id)
-                cache = teacher.extend_cache(prev, labels, None)
+                cache = teacher.extend_cache(prev, cond, None)
                 cache = ENATCache(cache.features.float(), cache.encoded)
-        logits = (forward or self)(mask_inputs(ids, mask, self.mask_id), labels, query=query, cache=cache)
+        logits = (forward or self)(mask_inputs(ids, mask, self.mask_id), cond, query=query, cache=cache)
         return masked_token_loss(logits.flatten(0, 1), ids.gather(1, query).flatten(), label_smoothing)
 
     def without_reuse(self) -> "ENAT":
@@ -341,7 +347,7 @@ def fold_class_conditioning(model: ENAT) -> ENAT:
     if missing != ["mod_table"]:
         raise AutonatError(f"fold_class_conditioning: unexpected missing weights {missing}")
     labels = torch.arange(model.config.num_classes + 1, device=model.pos_emb.device)
-    mod, out_mod = model.modulations(labels)
+    mod, out_mod = model.modulations(ClassCondition(labels, model.config.num_classes))
     parts = [mod.flatten(1)] + ([out_mod] if out_mod is not None else [])
     folded.mod_table.copy_(torch.cat(parts, 1).float())
     return folded.to(model.pos_emb.device).train(model.training)

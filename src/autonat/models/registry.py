@@ -13,8 +13,7 @@ import torch
 import torch.nn as nn
 
 from ..config import config_from_dict, config_to_dict
-from ..io import (AtomicDir, AutonatError, atomic_save_tensors, atomic_write_json, dir_identity, load_json,
-                  load_tensors)
+from ..io import (AtomicDir, AutonatError, atomic_save_tensors, atomic_write_json, dir_identity, load_json)
 from .enat import ENAT, ENATConfig
 from .uvit import UViT, UViTConfig
 

@@ -1,8 +1,8 @@
 """The AutoNAT backbone: a U-ViT style bidirectional Transformer over token ids.
 
 Sequence = [class token ; N image tokens]. Image tokens are ids in [0, K) or the [MASK] id K
-(outside the codebook); the class token is an id in [0, C) or the null id C (unconditional pass
-for classifier-free guidance). Learned absolute position embeddings, LayerNorm + dropout on the
+(outside the codebook); the class token embeds a `ClassCondition`'s id in [0, C) or its null id C
+(the unconditional pass of classifier-free guidance). Learned absolute position embeddings, LayerNorm + dropout on the
 input, pre-LN blocks: (depth-1)/2 in-blocks whose outputs are kept, a mid-block, and out-blocks that
 fuse each kept output through Linear(2d -> d) (long skips). The output head is tied to the token
 embedding matrix (rows [0, K) only, so [MASK] can never be predicted).
@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
+from ..conditioning import ClassCondition, expect_condition
 from ..config import opt, validate
 from ..io import AutonatError
 from ..masking import sample_training_mask
@@ -47,7 +48,7 @@ class UViTConfig:
 
 
 class UViT(nn.Module):
-    """U-ViT masked-token predictor. `forward(ids, labels, query)` -> logits over the codebook."""
+    """U-ViT masked-token predictor. `forward(ids, cond, query)` -> logits over the codebook."""
     arch = "uvit"
     trains_all_parameters = True    # every parameter gets a gradient at every training step
 
@@ -76,10 +77,6 @@ class UViT(nn.Module):
         return self.config.codebook_size
 
     @property
-    def null_label(self) -> int:
-        return self.config.num_classes
-
-    @property
     def seq_len(self) -> int:
         return self.config.seq_len
 
@@ -88,9 +85,10 @@ class UViT(nn.Module):
         return self.config.codebook_size
 
     # -- forward ----------------------------------------------------------------------------
-    def features(self, ids: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    def features(self, ids: torch.Tensor, cond: ClassCondition) -> torch.Tensor:
         """Final hidden states of the image tokens [B, N, d]."""
-        x = torch.cat([self.class_emb(labels).unsqueeze(1), self.token_emb(ids)], dim=1) + self.pos_emb
+        expect_condition(cond, ClassCondition, "this U-ViT")
+        x = torch.cat([self.class_emb(cond.labels).unsqueeze(1), self.token_emb(ids)], dim=1) + self.pos_emb
         if self.class_norm is None:
             x = self.dropout(self.in_norm(x))
         else:   # the authors' layout: separate LayerNorms, dropout on the image tokens only
@@ -104,12 +102,12 @@ class UViT(nn.Module):
             x = blk(x, skips.pop())
         return self.out_norm(x[:, 1:])
 
-    def forward(self, ids: torch.Tensor, labels: torch.Tensor, query: torch.Tensor | None = None,
+    def forward(self, ids: torch.Tensor, cond: ClassCondition, query: torch.Tensor | None = None,
                 select: torch.Tensor | None = None) -> torch.Tensor:
-        """ids [B, N] (with [MASK] = K), labels [B] (null = C) -> logits [B, N, K];
+        """ids [B, N] (with [MASK] = K), cond (B class ids, null = C) -> logits [B, N, K];
         [B, M, K] at the positions `query` [B, M]; or [S, K] at the True entries of the bool
         mask `select` [B, N] (training: the head only runs on masked rows)."""
-        h = self.features(ids, labels)
+        h = self.features(ids, cond)
         if query is not None:
             h = gather_positions(h, query)
         elif select is not None:
@@ -117,17 +115,17 @@ class UViT(nn.Module):
         return self.head(h, self.token_emb.weight)
 
     # -- the model contract (autonat.models.contract) ---------------------------------------
-    def decode_step(self, ids: torch.Tensor, labels: torch.Tensor, query: torch.Tensor, cache=None):
-        """(ids, labels, query, cache) -> (logits [B, M, K], None): every step is computed from
+    def decode_step(self, ids: torch.Tensor, cond: ClassCondition, query: torch.Tensor, cache=None):
+        """(ids, cond, query, cache) -> (logits [B, M, K], None): every step is computed from
         scratch, so there is no cache."""
-        return self(ids, labels, query), None
+        return self(ids, cond, query), None
 
     def training_mask(self, dist, batch: int, generator: torch.Generator, rounding: str = "ceil"
                       ) -> torch.Tensor:
-        """One ratio r ~ p(r) per example, exactly round(r N) masked positions each."""
+        """One ratio r ~ p(r) per example, exactly `rounding`(r N) masked positions each."""
         return sample_training_mask(dist, batch, self.seq_len, generator, rounding)[0]
 
-    def training_loss(self, ids: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor,
+    def training_loss(self, ids: torch.Tensor, cond: ClassCondition, mask: torch.Tensor,
                       generator: torch.Generator | None = None, *, forward=None, teacher=None,
                       label_smoothing: float = 0.1, reuse_prob: float = 0.0,
                       rows: tuple[int, int, int] | None = None) -> LossOutput:
@@ -135,7 +133,7 @@ class UViT(nn.Module):
         runs on masked rows only). No randomness and no reuse path of its own: `generator`,
         `teacher`, `reuse_prob` and `rows` are part of the contract for models that use them."""
         mask = mask.to(ids.device)
-        logits = (forward or self)(mask_inputs(ids, mask, self.mask_id), labels, select=mask)
+        logits = (forward or self)(mask_inputs(ids, mask, self.mask_id), cond, select=mask)
         return masked_token_loss(logits, ids[mask], label_smoothing)
 
     def without_reuse(self) -> "UViT":

@@ -22,15 +22,16 @@ from __future__ import annotations
 
 import hashlib
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from .. import distributed as D
-from ..evaluation import EvalConfig, evaluate_model
+from ..bundle import Bundle
 from ..checkpoint import has_checkpoint
-from ..config import opt, validate
-from ..io import AutonatError, atomic_write_json, sha256_file
-from ..masking import SAMPLING_VERSION, Beta, parse_mask_dist
+from ..config import config_to_dict, opt, validate
+from ..evaluation import EvalConfig, evaluate_model
+from ..io import sha256_file
+from ..masking import SAMPLING_VERSION, Arccos, Beta, MaskRatioDistribution
 from ..models.registry import load_model
 from ..presets import resolve_strategy
 from ..strategy import Strategy
@@ -98,7 +99,7 @@ class SearchConfig:
     batch_size: int = opt(500, "sampling batch size", min=1)
     eps: float = opt(0.1, "the alternation stops when |F_new - F_prev| <= eps", min=0.0)
     max_alternations: int = opt(3, "alternations of Algorithm 1", min=1)
-    init_mask_dist: str = opt("arccos", "initial p(r) of the full search")
+    init_mask_dist: MaskRatioDistribution = opt(Arccos(), "initial p(r) of the full search")
     init_strategy: str = opt("maskgit", "initial generation strategy: a preset or a strategy file")
     bf16: bool = opt(True, "sample (and train proxies) in bf16")
     device: str = opt("auto", "auto (CUDA if available), cpu, cuda, cuda:N")
@@ -108,12 +109,11 @@ class SearchConfig:
 
     def __post_init__(self):
         validate(self)
-        object.__setattr__(self, "init_mask_dist", parse_mask_dist(self.init_mask_dist).spec)
 
 
 class Searcher:
     """Holds the shared evaluation context (tokenizer, feature network, reference features) and
-    the trial store; exposes cached `fid(model, strategy)` and `trained(mask_dist)`."""
+    the trial store; exposes cached `fid(bundle, strategy)` and `trained(mask_dist)`."""
 
     def __init__(self, out: str | Path, cfg: SearchConfig, tokenizer, extractor, ref_feats,
                  train_template: TrainConfig | None = None, log=print, show_progress: bool = False):
@@ -131,7 +131,7 @@ class Searcher:
             hashlib.sha256(ref_feats.detach().cpu().contiguous().numpy().tobytes()).hexdigest()[:16]
 
     # -- cached primitives -------------------------------------------------------------------
-    def fid(self, model, strategy: Strategy, *, seed: int | None = None, n: int | None = None,
+    def fid(self, bundle: Bundle, strategy: Strategy, *, seed: int | None = None, n: int | None = None,
             tag: str = "search", quiet: bool = False) -> float:
         n = n or self.cfg.n
         if seed is None:
@@ -143,7 +143,7 @@ class Searcher:
         inputs = {"strategy": strategy.to_dict(), "n": n, "seed": seed, "noise": "indexed",
                   "metric": self.extractor.metric_name, "featnet": self.extractor.identity,
                   "reference": self.ref_id}
-        key = trial_key({"model": model.identity, **inputs})
+        key = trial_key({"model": bundle.model.identity, **inputs})
         # Under torchrun only rank 0 reads/writes the store; its answer is broadcast so every
         # rank takes the same branch (evaluations are collective).
         hit = D.broadcast_object(self.store.get_eval(key) if D.is_main() else None)
@@ -152,38 +152,38 @@ class Searcher:
         t0 = time.perf_counter()
         ecfg = EvalConfig(n=n, seed=seed, batch_size=self.cfg.batch_size, bf16=self.cfg.bf16,
                           reference_stats=self.cfg.ref_stats, precision_recall=False, count_flops=False)
-        res = evaluate_model(model, self.tokenizer, strategy, self.extractor, ecfg, self.ref_feats,
-                             show_progress=self.show)
+        res = evaluate_model(bundle, strategy, self.extractor, ecfg, self.ref_feats, show_progress=self.show)
         wall = time.perf_counter() - t0
         if D.is_main():
-            self.store.put_eval(key, tag=tag, model=model.identity, inputs=inputs, seed=seed, n=n,
+            self.store.put_eval(key, tag=tag, model=bundle.model.identity, inputs=inputs, seed=seed, n=n,
                                 fid=res["fid"], metrics={"is": res["is"]}, wall_seconds=wall)
         if not quiet:
             self.log(f"[{tag}] FID {res['fid']:.3f} (n={n}, seed={seed}, {wall:.1f}s)")
         return res["fid"]
 
-    def trained(self, mask_dist: str):
-        """Model trained with p(r) = mask_dist under the template config (cached by inputs)."""
-        tcfg = replace(self.train_template, mask_dist=parse_mask_dist(mask_dist).spec)
-        key = trial_key({"train": asdict(tcfg), "mask_sampling": SAMPLING_VERSION})
+    def trained(self, mask_dist: MaskRatioDistribution) -> Bundle:
+        """The proxy model trained with p(r) = mask_dist under the template config (cached by
+        inputs), with the search's tokenizer."""
+        tcfg = replace(self.train_template, mask_dist=mask_dist)
+        key = trial_key({"train": config_to_dict(tcfg), "mask_sampling": SAMPLING_VERSION})
         hit = D.broadcast_object(self.store.get_training(key) if D.is_main() else None)
         if hit is not None and (Path(hit["path"]) / "model.safetensors").is_file():
-            return load_model(hit["path"])
+            return Bundle(load_model(hit["path"]), self.tokenizer)
         path = self.out / "trainings" / key
         t0 = time.perf_counter()
         self.log(f"[train] p(r) = {tcfg.mask_dist}: {tcfg.model}, {tcfg.steps} steps -> {path}")
         train(tcfg, path, resume=has_checkpoint(path), show_progress=self.show)
         model = load_model(path)
         if D.is_main():
-            self.store.put_training(key, mask_dist=tcfg.mask_dist, config=asdict(tcfg), seed=tcfg.seed,
+            self.store.put_training(key, mask_dist=tcfg.mask_dist.spec, config=config_to_dict(tcfg), seed=tcfg.seed,
                                     path=str(path), model_identity=model.identity,
                                     wall_seconds=time.perf_counter() - t0)
-        return model
+        return Bundle(model, self.tokenizer)
 
     # -- phases --------------------------------------------------------------------------------
-    def search_generation(self, model, init: Strategy, tag: str = "gen") -> SearchResult:
+    def search_generation(self, bundle: Bundle, init: Strategy, tag: str = "gen") -> SearchResult:
         self.fresh_counter = 0
-        n_tok = getattr(model, "seq_len", 0)
+        n_tok = bundle.model.seq_len
         if self.cfg.gen.method == "fd" and "r" in self.cfg.gen.knobs and n_tok and self.cfg.gen.eps_ratio * n_tok < 1:
             self.log(f"[{tag}] warning: the finite-difference step for r ({self.cfg.gen.eps_ratio:g}) moves fewer "
                      f"than one of the {n_tok} tokens, so most r differences will be exactly zero; "
@@ -196,11 +196,11 @@ class Searcher:
             eta = spent / k * (planned - k)
             self.log(f"[{tag}] evaluation {k}/{planned}: FID {rec['value']:.3f} (best {rec['best_value']:.3f}), "
                      f"{spent / 60:.1f} min so far, ETA {eta / 60:.1f} min")
-        res = optimize_generation(lambda st: self.fid(model, st, tag=tag, quiet=True), init, self.cfg.gen,
+        res = optimize_generation(lambda st: self.fid(bundle, st, tag=tag, quiet=True), init, self.cfg.gen,
                                   seed=self.cfg.seed, on_eval=progress,
                                   on_update=lambda u, st, f: self.log(
                                       f"[{tag}] update {u}: F = {f:.3f}" if f == f else f"[{tag}] update {u}"))
-        self.store.log_event("generation_search", {"tag": tag, "model": model.identity,
+        self.store.log_event("generation_search", {"tag": tag, "model": bundle.model.identity,
                                                    "best": res.best.to_dict(), "best_value": res.best_value,
                                                    "evaluations": res.evaluations, "updates": res.updates,
                                                    "seconds": time.perf_counter() - t0,
@@ -210,7 +210,7 @@ class Searcher:
 
     def search_training(self, strategy: Strategy, start: tuple[float, float], tag: str = "train"):
         def objective(a: float, b: float) -> float:
-            return self.fid(self.trained(Beta(a, b).spec), strategy, tag=tag)
+            return self.fid(self.trained(Beta(a, b)), strategy, tag=tag)
         res = line_search_beta(objective, start[0], start[1], self.cfg.beta,
                                on_eval=lambda r: self.log(f"[{tag}] Beta({r['alpha']:g}, {r['beta']:g}): F = {r['value']:.3f}"))
         self.store.log_event("training_search", {"tag": tag, "alpha": res.alpha, "beta": res.beta,
@@ -220,12 +220,11 @@ class Searcher:
     def alternate(self) -> dict:
         """Algorithm 1. Returns {strategy, mask_dist, model, alternations: [...]}."""
         cfg = self.cfg
-        init_dist = parse_mask_dist(cfg.init_mask_dist)
+        init_dist = dist = cfg.init_mask_dist
         st = resolve_strategy(cfg.init_strategy, cfg.steps)
-        dist_spec = init_dist.spec
-        model = self.trained(dist_spec)
+        model = self.trained(dist)
         baseline = self.fid(model, st, tag="baseline")
-        rounds = [{"alternation": 0, "fid": baseline, "mask_dist": dist_spec, "strategy": st.to_dict()}]
+        rounds = [{"alternation": 0, "fid": baseline, "mask_dist": dist.spec, "strategy": st.to_dict()}]
         if isinstance(init_dist, Beta):
             start = (init_dist.alpha, init_dist.beta)
         else:  # the Beta with the same mean and variance (arccos: Beta(0.918, 0.524); uniform: Beta(1, 1))
@@ -238,22 +237,22 @@ class Searcher:
             tres = self.search_training(st, start, tag=f"train{it}")
             start = (tres.alpha, tres.beta)
             if tres.value < f_cur:
-                dist_spec = Beta(tres.alpha, tres.beta).spec
-                model = self.trained(dist_spec)
+                dist = Beta(tres.alpha, tres.beta)
+                model = self.trained(dist)
             else:
                 # The incumbent p(r) may lie outside the Beta family (arccos, fixed): a candidate
                 # replaces it only if it is better under the same generation strategy.
                 self.log(f"[train{it}] best Beta F = {tres.value:.3f} does not beat the current "
-                         f"p(r) = {dist_spec} (F = {f_cur:.3f}): kept")
+                         f"p(r) = {dist} (F = {f_cur:.3f}): kept")
             f_new = self.fid(model, st, tag=f"alt{it}")
-            rounds.append({"alternation": it, "fid": f_new, "mask_dist": dist_spec, "strategy": st.to_dict()})
+            rounds.append({"alternation": it, "fid": f_new, "mask_dist": dist.spec, "strategy": st.to_dict()})
             self.store.log_event("alternation", rounds[-1])
-            self.log(f"[alternation {it}] F = {f_new:.3f} with p(r) = {dist_spec}")
+            self.log(f"[alternation {it}] F = {f_new:.3f} with p(r) = {dist}")
             if abs(f_new - f_prev) <= cfg.eps:
                 break
             f_prev = f_new
-        return {"strategy": st, "mask_dist": dist_spec, "model": model, "alternations": rounds}
+        return {"strategy": st, "mask_dist": dist, "model": model, "alternations": rounds}
 
-    def final_eval(self, model, strategy: Strategy, tag: str) -> float:
+    def final_eval(self, bundle: Bundle, strategy: Strategy, tag: str) -> float:
         """FID on the fresh seeds the search never saw (n_final samples)."""
-        return self.fid(model, strategy, seed=self.cfg.final_seed, n=self.cfg.n_final, tag=tag)
+        return self.fid(bundle, strategy, seed=self.cfg.final_seed, n=self.cfg.n_final, tag=tag)

@@ -72,11 +72,10 @@ def run(cfg: SearchConfig, out: str | Path, log=print, show_progress: bool = Fal
     if cfg.ref_stats:
         FeatureStats.load_npz(cfg.ref_stats)                 # a bad file fails before any work
     if cfg.only == "generation":
-        from ..pipeline import Pipeline
-        pipe = Pipeline.from_pretrained(cfg.model, tokenizer=cfg.tokenizer or None, device=device)
-        model, tokenizer = pipe.model, pipe.tokenizer
-        if cfg.steps > model.seq_len:
-            raise AutonatError(f"steps (--steps) {cfg.steps} exceeds the model's {model.seq_len} tokens")
+        from ..bundle import Bundle
+        bundle = Bundle.load(cfg.model, tokenizer=cfg.tokenizer or None, device=device)
+        init = bundle.strategy(init, cfg.steps)                 # ... and fits the model
+        tokenizer = bundle.tokenizer
     else:
         from ..tokenizer import load as load_tokenizer
         from ..tokens import TokenCache
@@ -94,16 +93,16 @@ def run(cfg: SearchConfig, out: str | Path, log=print, show_progress: bool = Fal
                              skip_bad=cfg.skip_bad) if D.is_main() and not cfg.ref_stats else None
     if cfg.only == "generation":
         s = Searcher(out, cfg, tokenizer, extractor, ref, log=log, show_progress=show_progress)
-        res = s.search_generation(model, init)
-        best, mask_dist = res.best, model.meta.get("training", {}).get("mask_dist", "")
-        baseline_model = model
+        res = s.search_generation(bundle, init)
+        best, mask_dist = res.best, bundle.model.meta.get("training", {}).get("mask_dist", "")
+        model = baseline_model = bundle
         summary = {"evaluations": res.evaluations, "updates": res.updates, "best_search_fid": res.best_value}
     else:
         template = cfg.proxy.template(cfg.tokens, cfg.model, cfg.bf16, str(device))
         s = Searcher(out, cfg, tokenizer, extractor, ref, train_template=template, log=log,
                      show_progress=show_progress)
         alt = s.alternate()
-        best, model, mask_dist = alt["strategy"], alt["model"], alt["mask_dist"]
+        best, model, mask_dist = alt["strategy"], alt["model"], alt["mask_dist"].spec
         baseline_model = s.trained(cfg.init_mask_dist)
         summary = {"alternations": alt["alternations"], "baseline_search_fid": alt["alternations"][0]["fid"]}
     # Fresh seeds, never seen by the search: the numbers to report.
@@ -123,10 +122,10 @@ def run(cfg: SearchConfig, out: str | Path, log=print, show_progress: bool = Fal
     report = SearchReport(best, mask_dist, final, summary)
     if D.is_main():
         extra = {"mask_dist": mask_dist, "final": final, "method": cfg.gen.method,
-                 "searched_for": getattr(model, "identity", ""), "featnet": extractor.identity}
+                 "searched_for": model.model.identity, "featnet": extractor.identity}
         best.save(out / "best_strategy.json", extra=extra)
         write_report(out, s.store, init, best, summary)
-        report.installed = _install(model, best, extra, log)
+        report.installed = _install(model.model, best, extra, log)
     s.store.close()
     return report
 
