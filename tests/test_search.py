@@ -146,7 +146,7 @@ def test_generation_search_resumes_after_a_kill_without_repeating(tmp_path, tiny
         calls.append(1)
         return real(*a, **kw)
     monkeypatch.setattr(L, "evaluate_model", flaky)
-    cfg = SearchConfig(only="generation", steps=T, n=8, batch_size=8, bf16=False,
+    cfg = SearchConfig(only="generation", steps=T, n=8, batch_size=8, bf16=False, validate_top=1,
                        gen=GenSearchConfig(method="spsa", max_updates=4))
     ref = torch.randn(40, 8)
     with pytest.raises(KeyboardInterrupt):
@@ -257,3 +257,68 @@ def test_planned_evaluations_is_what_the_optimiser_does(method, extra):
     cfg = GenSearchConfig(method=method, max_updates=3, **extra)
     res = optimize_generation(quadratic, maskgit(T), cfg)
     assert res.evaluations == planned_evaluations(cfg, T)
+
+
+# ----------------------------------------------------------------------------------------------
+# The pattern stage, validation and knob checks
+# ----------------------------------------------------------------------------------------------
+
+def test_schedule_family_holds_the_linear_presets():
+    from autonat.presets import enat
+    from autonat.search.pattern import family_strategy, fit_family
+    for st in (maskgit(8), maskgit(4, 2.0, 3.0), enat(8)):
+        back = family_strategy(fit_family(st), st)
+        for k in ("r", "tau1", "tau2", "s"):
+            assert max(abs(a - b) for a, b in zip(getattr(back, k), getattr(st, k))) < 2e-3, (st.name, k)
+
+
+def _hand_optimum(st: Strategy) -> float:
+    """FID-like objective whose optimum is a hand knob: tau1 ramping 1 -> 0.6, guidance 2 -> 2."""
+    want_tau1 = torch.linspace(1.0, 0.6, st.steps, dtype=torch.float64)
+    return float(((torch.tensor(st.tau1) - want_tau1) ** 2).sum() + ((torch.tensor(st.s) - 2.0) ** 2).sum() / 4)
+
+
+def test_pattern_search_finds_a_hand_setting_that_capped_spsa_does_not_reach():
+    from autonat.presets import halton
+    start = halton(8)
+    pat = optimize_generation(_hand_optimum, start, GenSearchConfig(method="pattern", pattern_evals=60,
+                                                                    max_updates=0, knobs=("tau1", "s")))
+    spsa = optimize_generation(_hand_optimum, start, GenSearchConfig(method="spsa", max_updates=29,
+                                                                     knobs=("tau1", "s")))
+    assert pat.evaluations <= 60 and spsa.evaluations == 60
+    assert pat.best_value < 0.02 < spsa.best_value, (pat.best_value, spsa.best_value)
+    assert pat.best.order == "halton" and pat.history[0]["phase"] == "start"
+
+
+def test_pattern_never_returns_worse_than_its_start():
+    best = optimize_generation(lambda st: 0.0 if st == maskgit(T) else 1.0, maskgit(T),
+                               GenSearchConfig(method="pattern", pattern_evals=10, max_updates=0))
+    assert best.best == maskgit(T) and best.best_value == 0.0
+
+
+def test_a_fixed_token_order_never_searches_tau2():
+    from autonat.io import AutonatError
+    from autonat.presets import halton
+    with pytest.raises(AutonatError, match="ignores"):
+        optimize_generation(quadratic, halton(T), GenSearchConfig(method="spsa", max_updates=1, knobs=("tau2",)))
+    res = optimize_generation(quadratic, halton(T), GenSearchConfig(method="spsa", max_updates=3))
+    assert all(h["strategy"]["tau2"] == list(halton(T).tau2) for h in res.history)
+
+
+def test_validation_keeps_the_candidate_that_holds_up_on_fresh_noise(tmp_path):
+    """The search's lowest F can be luck of one noise set: of the best candidates, the one with
+    the lowest mean of search F and validation F is kept."""
+    from autonat.search.generation import SearchResult
+    from autonat.search.loop import SearchConfig, Searcher
+    good, lucky = maskgit(T), maskgit(T).with_guidance(3.0)
+    table = {(good, 0): 1.0, (lucky, 0): 0.8, (good, 7): 1.0, (lucky, 7): 1.5}
+
+    class Fake(Searcher):
+        def fid(self, bundle, strategy, seed=None, **kw):
+            return table[(strategy, 0 if seed is None else seed)]
+
+    cfg = SearchConfig(steps=T, validate_top=2, validation_seed=7)
+    s = Fake(tmp_path, cfg, tokenizer=None, extractor=None, ref_feats=None, log=lambda *_: None)
+    hist = [{"value": 0.8, "strategy": lucky.to_dict()}, {"value": 1.0, "strategy": good.to_dict()}]
+    res = s.validated(None, SearchResult(lucky, 0.8, hist), "gen")
+    assert res.best == good and res.best_value == 1.0

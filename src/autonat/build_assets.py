@@ -2,11 +2,14 @@
 as library calls (the same functions the CLI commands of docs/REFERENCE.md call).
 
 Stages (each resumable and skipped when its output exists; see docs/REFERENCE.md for timings):
-  tokenizer  VQ tokenizer (defaults of `autonat tokenizer train`)
+  perceptual the feature network of the tokenizer's perceptual loss: a classifier like the FID
+             network but trained with another seed, so the tokenizer is never fitted to the
+             network that scores it (REFERENCE_PERCEPTUAL)
+  tokenizer  VQ tokenizer: pixel + edge + perceptual losses (REFERENCE_TOKENIZER)
   tokens     token caches: train (with horizontal flips) and test
   featnet    the feature network defining fid_fmnist / is_fmnist
   uvit       U-ViT `small` on the train cache, Beta(12, 3) (REFERENCE_TRAIN below)
-  enat       ENAT `small`, same data and budget
+  enat       ENAT `small` (projected reuse), same data and budget
   search     generation-strategy search (SPSA, common random numbers) for T = 4 and 8 on the
              U-ViT and T = 8 on ENAT
   install    copy everything into the package's assets (models stored as fp16, in their compact
@@ -21,7 +24,10 @@ from pathlib import Path
 from .assets import ASSETS
 from .io import AutonatError, atomic_write_json, load_json
 
-STAGES = ("tokenizer", "tokens", "featnet", "uvit", "enat", "search", "install")
+STAGES = ("perceptual", "tokenizer", "tokens", "featnet", "uvit", "enat", "search", "install")
+
+REFERENCE_PERCEPTUAL = dict(seed=1, epochs=6)
+REFERENCE_TOKENIZER = dict(steps=4000, perceptual_weight=1.0)
 
 # The shipped models' training recipe (one documented command each; see docs/REFERENCE.md).
 REFERENCE_TRAIN = dict(mask_dist="beta:12,3", batch_size=256, steps=2000, lr=1e-3, warmup=200, ema=0.998)
@@ -60,9 +66,13 @@ def build_reference(work: str | Path, install: bool = False, stages: list[str] |
         timings[name] = round(time.time() - t0, 1)
         atomic_write_json(work / "timings.json", timings)
 
-    tok_dir, feat_dir = work / "tokenizer", work / "featnet"
+    tok_dir, feat_dir, perc_dir = work / "tokenizer", work / "featnet", work / "perceptual"
+    if "perceptual" in stages and not _done(perc_dir):
+        timed("perceptual", lambda: train_featnet(FeatureNetTrainConfig(**REFERENCE_PERCEPTUAL), perc_dir,
+                                                  resume=has_checkpoint(perc_dir), show_progress=show_progress))
     if "tokenizer" in stages and not _done(tok_dir):
-        timed("tokenizer", lambda: train_tokenizer(TokenizerConfig(), TokenizerTrainConfig(), tok_dir,
+        tcfg = TokenizerTrainConfig(**REFERENCE_TOKENIZER, perceptual_net=str(perc_dir))
+        timed("tokenizer", lambda: train_tokenizer(TokenizerConfig(), tcfg, tok_dir,
                                                    resume=has_checkpoint(tok_dir), show_progress=show_progress))
     if "tokens" in stages and not (work / "tokens-train" / "manifest.json").is_file():
         def tokens():
@@ -74,8 +84,7 @@ def build_reference(work: str | Path, install: bool = False, stages: list[str] |
     if "featnet" in stages and not _done(feat_dir):
         timed("featnet", lambda: train_featnet(FeatureNetTrainConfig(), feat_dir, resume=has_checkpoint(feat_dir),
                                                show_progress=show_progress))
-    # (the shipped ENAT small was trained with the raw reuse cache: rebuilding reproduces it)
-    for arch, name in (("uvit", "small"), ("enat", "enat-small-raw")):
+    for arch, name in (("uvit", "small"), ("enat", "enat-small")):
         out = work / f"{arch}-small"
         if arch in stages and not _done(out):
             cfg = TrainConfig(tokens=str(work / "tokens-train"), model=name, **REFERENCE_TRAIN)

@@ -4,12 +4,16 @@ tau2(T) is unused), with the constraints projected after every update:
 r non-increasing (isotonic projection) and in [0, r_max], temperatures and scales >= 0.
 
 Two gradient estimators feed the same momentum-SGD update xi <- P(xi - lr * v), v <- mu v + g:
-  fd    one-sided finite differences per coordinate (the paper's / released method; 4T-1
-        evaluations per update). Defaults are the released hyper-parameters.
-  spsa  simultaneous perturbation: g_i = (F(xi + c delta) - F(xi - c delta)) / (2 c_i delta_i)
-        with Rademacher delta, averaged over k perturbations: 2k evaluations per update whatever
-        the dimension.
-Every evaluated point is a valid (projected) strategy; the best one seen is kept.
+  fd       one-sided finite differences per coordinate (the paper's / released method; 4T-1
+           evaluations per update). Defaults are the released hyper-parameters.
+  spsa     simultaneous perturbation: g_i = (F(xi + c delta) - F(xi - c delta)) / (2 c_i delta_i)
+           with Rademacher delta, averaged over k perturbations: 2k evaluations per update whatever
+           the dimension.
+  pattern  first a compass search over a low-dimensional family of schedule shapes that holds the
+           hand-designed ones (`autonat.search.pattern`, `pattern_evals` evaluations), then SPSA
+           per-step refinement from its best point (`max_updates` updates).
+Every evaluated point is a valid (projected) strategy; the best one seen is kept. Knobs the start's
+token order ignores (tau2 under a fixed order) are not searched.
 The objective is any callable Strategy -> float (the caller adds caching and common random
 numbers); this module does no sampling itself.
 """
@@ -30,10 +34,11 @@ KNOBS = ("r", "tau1", "tau2", "s")
 @dataclass(frozen=True)
 class GenSearchConfig:
     """The generation-strategy optimiser (defaults of `fd` are the released hyper-parameters)."""
-    method: str = opt("fd", "gradient estimate: fd = the paper's per-coordinate finite differences "
-                            "(4T-1 evaluations per update), spsa = simultaneous perturbation (2k)",
-                      choices=("fd", "spsa"))
-    max_updates: int = opt(100, "optimiser updates", min=1)
+    method: str = opt("fd", "fd = the paper's per-coordinate finite differences (4T-1 evaluations per "
+                            "update), spsa = simultaneous perturbation (2k), pattern = compass search over "
+                            "schedule shapes, then spsa refinement", choices=("fd", "spsa", "pattern"))
+    max_updates: int = opt(100, "optimiser updates (pattern: spsa refinement updates)", min=0)
+    pattern_evals: int = opt(40, "pattern: evaluations of the compass search over schedule shapes", min=2)
     max_evals: int = opt(10**9, "budget in FID evaluations per generation search", min=1)
     eps_ratio: float = opt(1e-2, "finite-difference / perturbation size for r", min=1e-6, max=0.5)
     eps_other: float = opt(0.1, "... for tau1, tau2, s", min=1e-6, max=10.0)
@@ -62,7 +67,7 @@ class GenSearchConfig:
     @property
     def step_caps(self) -> tuple[float, float]:
         """(cap for r, cap for the others) of one update; 0 = none."""
-        auto = (0.02, 0.1) if self.method == "spsa" else (0.0, 0.0)
+        auto = (0.0, 0.0) if self.method == "fd" else (0.02, 0.1)
         return (auto[0] if self.max_step_ratio is None else self.max_step_ratio,
                 auto[1] if self.max_step_other is None else self.max_step_other)
 
@@ -151,15 +156,38 @@ class SearchResult:
         return len(self.history)
 
 
+def searched_knobs(knobs: tuple[str, ...], st: Strategy) -> tuple[str, ...]:
+    """The knobs that can change `st`'s samples: tau2 means nothing under a fixed token order."""
+    used = tuple(k for k in knobs if not (k == "tau2" and st.order != "confidence"))
+    if not used:
+        raise AutonatError(f"knobs (--knobs) {','.join(knobs)}: the {st.order} token order ignores "
+                           f"{'them' if len(knobs) > 1 else 'it'} (tau2 only acts with the confidence order); "
+                           f"search r, tau1 or s")
+    return used
+
+
 def planned_evaluations(cfg: GenSearchConfig, steps: int) -> int:
     """How many objective evaluations `optimize_generation` will make (for progress and ETAs)."""
     active = int(_active(steps, cfg.knobs).sum())
-    n = 1 + cfg.max_updates * (active + 1) if cfg.method == "fd" else 2 + 2 * cfg.spsa_k * cfg.max_updates
+    if cfg.method == "fd":
+        n = 1 + cfg.max_updates * (active + 1)
+    else:
+        n = 2 + 2 * cfg.spsa_k * cfg.max_updates + (cfg.pattern_evals if cfg.method == "pattern" else 0)
     return min(n, cfg.max_evals)
 
 
 class _Budget(Exception):
     pass
+
+
+def _record(res: SearchResult, rec: dict, on_eval: Callable[[dict], None] | None) -> None:
+    """Keep the best strategy seen; `rec` (already in res.history) gets the running best."""
+    if rec["value"] < res.best_value:
+        res.best, res.best_value = Strategy.from_dict(rec["strategy"]), rec["value"]
+    rec["best_value"] = res.best_value
+    rec.setdefault("update", res.updates)
+    if on_eval:
+        on_eval(rec)
 
 
 def optimize_generation(objective: Callable[[Strategy], float], init: Strategy, cfg: GenSearchConfig,
@@ -169,11 +197,27 @@ def optimize_generation(objective: Callable[[Strategy], float], init: Strategy, 
     T = init.steps
     if T < 2:
         raise AutonatError("strategy search needs T >= 2 steps")
+    knobs = searched_knobs(cfg.knobs, init)
     eps = _per_coordinate(T, cfg.eps_ratio, cfg.eps_other)
     lr = _per_coordinate(T, cfg.lr_ratio, cfg.lr_other)
-    active = _active(T, cfg.knobs)
+    active = _active(T, knobs)
+    res = SearchResult(best=init, best_value=float("inf"))
+    if cfg.method == "pattern":
+        from .pattern import pattern_search
+
+        def counted(st: Strategy) -> float:
+            if res.evaluations >= cfg.max_evals:
+                raise _Budget
+            return objective(st)
+        try:
+            pattern_search(counted, init, knobs, min(cfg.pattern_evals, cfg.max_evals), seed=seed,
+                           on_eval=lambda rec: _record(res, rec, on_eval), history=res.history)
+        except _Budget:
+            return res
+        if cfg.max_updates == 0:
+            return res
+        init = res.best
     x = project(to_vector(init), T, cfg.r_max)
-    res = SearchResult(best=from_vector(x, init), best_value=float("inf"))
     gen = torch.Generator().manual_seed(seed)     # SPSA perturbation draws
 
     def F(v: torch.Tensor, phase: str) -> float:
@@ -184,11 +228,7 @@ def optimize_generation(objective: Callable[[Strategy], float], init: Strategy, 
         rec = {"eval": res.evaluations + 1, "update": res.updates, "phase": phase, "value": f,
                "strategy": st.to_dict()}
         res.history.append(rec)
-        if f < res.best_value:
-            res.best, res.best_value = st, f
-        rec["best_value"] = res.best_value
-        if on_eval:
-            on_eval(rec)
+        _record(res, rec, on_eval)
         return f
 
     velocity = torch.zeros_like(x)
@@ -232,7 +272,7 @@ def optimize_generation(objective: Callable[[Strategy], float], init: Strategy, 
             fx = F(x, "center") if cfg.method == "fd" else float("nan")
             if on_update:
                 on_update(res.updates, from_vector(x, init), fx)
-        if cfg.method == "spsa":
+        if cfg.method != "fd" and res.updates:
             F(x, "center")
     except _Budget:
         pass

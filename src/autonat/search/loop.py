@@ -41,6 +41,11 @@ from .store import TrialStore, trial_key
 from .training_strategy import BetaSearchConfig, line_search_beta, moment_matched_beta
 
 
+def starts(init_strategy: str) -> list[str]:
+    """The start strategies of a search (`init_strategy` may list several, comma-separated)."""
+    return [p.strip() for p in init_strategy.split(",") if p.strip()] or ["maskgit"]
+
+
 class _NoStore:
     """The trial store as seen from a non-main rank: events are the main rank's to log."""
 
@@ -100,7 +105,14 @@ class SearchConfig:
     eps: float = opt(0.1, "the alternation stops when |F_new - F_prev| <= eps", min=0.0)
     max_alternations: int = opt(3, "alternations of Algorithm 1", min=1)
     init_mask_dist: MaskRatioDistribution = opt(Arccos(), "initial p(r) of the full search")
-    init_strategy: str = opt("maskgit", "initial generation strategy: a preset or a strategy file")
+    init_strategy: str = opt("maskgit", "initial generation strategy: a preset or a strategy file; a "
+                                        "comma-separated list searches from each start (e.g. maskgit,halton: "
+                                        "both token orders) and keeps the best")
+    validate_top: int = opt(3, "re-evaluate this many of the best candidates on a second noise set "
+                               "(validation_seed) and keep the best mean: guards against the search "
+                               "fitting one set of samples (1 = off)", min=1)
+    validation_seed: int = opt(500_000, "seed of that second noise set (neither the search's nor the "
+                                        "final evaluations')", min=0)
     bf16: bool = opt(True, "sample (and train proxies) in bf16")
     device: str = opt("auto", "auto (CUDA if available), cpu, cuda, cuda:N")
     gen: GenSearchConfig = opt(default_factory=GenSearchConfig, help="generation-strategy optimiser")
@@ -200,6 +212,7 @@ class Searcher:
                                   seed=self.cfg.seed, on_eval=progress,
                                   on_update=lambda u, st, f: self.log(
                                       f"[{tag}] update {u}: F = {f:.3f}" if f == f else f"[{tag}] update {u}"))
+        res = self.validated(bundle, res, tag)
         self.store.log_event("generation_search", {"tag": tag, "model": bundle.model.identity,
                                                    "best": res.best.to_dict(), "best_value": res.best_value,
                                                    "evaluations": res.evaluations, "updates": res.updates,
@@ -207,6 +220,32 @@ class Searcher:
                                                    "history": [{k: h[k] for k in ("eval", "value", "best_value", "phase")}
                                                                for h in res.history]})
         return res
+
+    def validated(self, bundle: Bundle, res: SearchResult, tag: str) -> SearchResult:
+        """The best of the `validate_top` lowest-F distinct candidates by the mean of their search
+        F and their F on the validation noise set (`best_value` becomes that mean)."""
+        k = self.cfg.validate_top
+        if k <= 1 or not res.history:
+            return res
+        seen, cands = set(), []
+        for rec in sorted(res.history, key=lambda r: r["value"]):
+            key = trial_key(rec["strategy"])
+            if key not in seen:
+                seen.add(key)
+                cands.append(rec)
+            if len(cands) == k:
+                break
+        scored = []
+        for rec in cands:
+            st = Strategy.from_dict(rec["strategy"])
+            v = self.fid(bundle, st, seed=self.cfg.validation_seed, tag=f"{tag}-validate", quiet=True)
+            scored.append(((rec["value"] + v) / 2, rec["value"], v, st))
+        mean, search_f, val_f, best = min(scored, key=lambda x: x[0])
+        self.log(f"[{tag}] validation of the {len(cands)} best: kept F = {search_f:.3f} (search) / "
+                 f"{val_f:.3f} (validation seed)")
+        self.store.log_event("validation", {"tag": tag, "candidates": [
+            {"search": s_, "validation": v_, "strategy": st_.to_dict()} for _, s_, v_, st_ in scored]})
+        return replace(res, best=best, best_value=mean)
 
     def search_training(self, strategy: Strategy, start: tuple[float, float], tag: str = "train"):
         def objective(a: float, b: float) -> float:
@@ -221,7 +260,7 @@ class Searcher:
         """Algorithm 1. Returns {strategy, mask_dist, model, alternations: [...]}."""
         cfg = self.cfg
         init_dist = dist = cfg.init_mask_dist
-        st = resolve_strategy(cfg.init_strategy, cfg.steps)
+        st = resolve_strategy(starts(cfg.init_strategy)[0], cfg.steps)
         model = self.trained(dist)
         baseline = self.fid(model, st, tag="baseline")
         rounds = [{"alternation": 0, "fid": baseline, "mask_dist": dist.spec, "strategy": st.to_dict()}]
@@ -233,7 +272,8 @@ class Searcher:
         f_prev = float("inf")
         for it in range(1, cfg.max_alternations + 1):
             gres = self.search_generation(model, st, tag=f"gen{it}")
-            st, f_cur = gres.best, gres.best_value            # F of the current p(r) with the new strategy
+            st = gres.best                                    # F of the current p(r) with the new strategy:
+            f_cur = self.fid(model, st, tag=f"gen{it}", quiet=True)   # on the search seeds, as the line search
             tres = self.search_training(st, start, tag=f"train{it}")
             start = (tres.alpha, tres.beta)
             if tres.value < f_cur:

@@ -22,7 +22,7 @@ from ..io import AutonatError, atomic_write_json, load_json
 from ..jobs import pick_device
 from ..presets import resolve_strategy
 from ..strategy import Strategy
-from .loop import SearchConfig, Searcher
+from .loop import SearchConfig, Searcher, starts
 from .report import write_report
 
 
@@ -62,7 +62,8 @@ def run(cfg: SearchConfig, out: str | Path, log=print, show_progress: bool = Fal
     if cfg.only == "all" and not cfg.tokens:
         raise AutonatError("a full search (--only all) needs --tokens (a token cache); use "
                            "--only generation to search the strategy of an existing model")
-    init = resolve_strategy(cfg.init_strategy, cfg.steps)        # a bad spec fails before any work
+    inits = [resolve_strategy(spec, cfg.steps) for spec in starts(cfg.init_strategy)]   # bad specs fail first
+    init = inits[0]
     _check_out(out, cfg)
     device = D.local_device(pick_device(cfg.device))
     D.init_from_env(device)
@@ -74,7 +75,8 @@ def run(cfg: SearchConfig, out: str | Path, log=print, show_progress: bool = Fal
     if cfg.only == "generation":
         from ..bundle import Bundle
         bundle = Bundle.load(cfg.model, tokenizer=cfg.tokenizer or None, device=device)
-        init = bundle.strategy(init, cfg.steps)                 # ... and fits the model
+        inits = [bundle.strategy(st, cfg.steps) for st in inits]    # ... and fit the model
+        init = inits[0]
         tokenizer = bundle.tokenizer
     else:
         from ..tokenizer import load as load_tokenizer
@@ -93,10 +95,15 @@ def run(cfg: SearchConfig, out: str | Path, log=print, show_progress: bool = Fal
                              skip_bad=cfg.skip_bad) if D.is_main() and not cfg.ref_stats else None
     if cfg.only == "generation":
         s = Searcher(out, cfg, tokenizer, extractor, ref, log=log, show_progress=show_progress)
-        res = s.search_generation(bundle, init)
+        results = [s.search_generation(bundle, st, tag="gen" if len(inits) == 1 else f"gen-{spec}")
+                   for spec, st in zip(starts(cfg.init_strategy), inits)]
+        res = min(results, key=lambda r: r.best_value)
         best, mask_dist = res.best, bundle.model.meta.get("training", {}).get("mask_dist", "")
         model = baseline_model = bundle
-        summary = {"evaluations": res.evaluations, "updates": res.updates, "best_search_fid": res.best_value}
+        summary = {"evaluations": sum(r.evaluations for r in results), "updates": sum(r.updates for r in results),
+                   "best_search_fid": res.best_value,
+                   "starts": {spec: {"best_search_fid": r.best_value, "order": r.best.order}
+                              for spec, r in zip(starts(cfg.init_strategy), results)}}
     else:
         template = cfg.proxy.template(cfg.tokens, cfg.model, cfg.bf16, str(device))
         s = Searcher(out, cfg, tokenizer, extractor, ref, train_template=template, log=log,

@@ -1,0 +1,126 @@
+"""The coarse stage of the generation-strategy search: a compass (pattern) search over a
+low-dimensional family of schedules that contains the hand-designed ones.
+
+Why: the per-step vector xi = [r, tau1, tau2, s] (4T - 2 numbers) is badly conditioned for a noisy
+objective. A single hand knob such as "sampling temperature ramping from 1 to 0.67" moves every
+tau1(t) together, which SPSA with a per-coordinate step cap of 0.1 needs many updates to find,
+while FID differences between neighbouring per-step vectors drown in evaluation noise. Searching
+first over the shapes people tune by hand, then refining per step, reaches those settings within
+the budget (docs/RESULTS.md, "Search convergence").
+
+The family (t = 1..T, x = t / T):
+    r(t)    = cos(pi/2 * x^q)             q > 0 (q = 1: MaskGIT's cosine; q ~ 0.9: Halton's arcsin)
+    tau1(t) = linear from a to b
+    tau2(t) = linear from c to d over t = 1..T-1 (tau2(T) is unused)
+    s(t)    = linear from e to f
+theta = [log q, a, b, c, d, e, f]; knobs not searched keep their values; rounding, token order and
+always_uncond come from the start. Compass search: try +-step on each coordinate (in a seeded
+order), move to the first improvement and keep going that way while it improves; when no
+coordinate improves, halve every step; stop at the evaluation budget or when steps are tiny.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+from typing import Callable
+
+import numpy as np
+import torch
+
+from ..strategy import Strategy
+
+PARAMS = ("log_q", "tau1_start", "tau1_end", "tau2_start", "tau2_end", "s_start", "s_end")
+KNOB_OF = {"log_q": "r", "tau1_start": "tau1", "tau1_end": "tau1", "tau2_start": "tau2", "tau2_end": "tau2",
+           "s_start": "s", "s_end": "s"}
+INITIAL_STEP = {"log_q": 0.25, "tau1_start": 0.25, "tau1_end": 0.25, "tau2_start": 0.5, "tau2_end": 0.5,
+                "s_start": 0.5, "s_end": 0.5}
+MIN_STEP_FRACTION = 1 / 8        # stop refining once every step is below 1/8 of its initial size
+
+
+def _ramp(a: float, b: float, n: int) -> list[float]:
+    return list(np.linspace(a, b, n)) if n > 1 else [a]
+
+
+def family_strategy(theta: dict[str, float], template: Strategy) -> Strategy:
+    """The strategy of parameters `theta` (rules and token order from `template`)."""
+    T = template.steps
+    x = np.arange(1, T + 1) / T
+    r = np.cos(np.pi / 2 * x ** math.exp(theta["log_q"]))
+    r[-1] = 0.0
+    tau2 = _ramp(theta["tau2_start"], theta["tau2_end"], T - 1) + [template.tau2[-1]] if T > 1 else list(template.tau2)
+    return replace(template, r=tuple(np.clip(r, 0.0, 1.0)),
+                   tau1=tuple(max(0.0, v) for v in _ramp(theta["tau1_start"], theta["tau1_end"], T)),
+                   tau2=tuple(max(0.0, v) for v in tau2), s=tuple(max(0.0, v) for v in _ramp(theta["s_start"], theta["s_end"], T)))
+
+
+def fit_family(st: Strategy) -> dict[str, float]:
+    """The family member closest to `st`: end points of its tau1/tau2/s schedules, and q from the
+    least-squares fit of its r schedule (exact for the maskgit and enat presets)."""
+    T = st.steps
+    x = np.arange(1, T) / T
+    r = np.clip(np.asarray(st.r[:-1]), 1e-6, 1 - 1e-6)
+    if T > 1:
+        # r = cos(pi/2 x^q)  <=>  log(arccos(r) 2 / pi) = q log x
+        y = np.log(np.arccos(r) * 2 / np.pi)
+        lx = np.log(x)
+        q = float((lx * y).sum() / (lx * lx).sum()) if float((lx * lx).sum()) > 0 else 1.0
+    else:
+        q = 1.0
+    t2 = st.tau2[:-1] if T > 1 else st.tau2
+    return {"log_q": math.log(min(max(q, 0.05), 20.0)), "tau1_start": st.tau1[0], "tau1_end": st.tau1[-1],
+            "tau2_start": t2[0], "tau2_end": t2[-1], "s_start": st.s[0], "s_end": st.s[-1]}
+
+
+def pattern_search(objective: Callable[[Strategy], float], init: Strategy, knobs: tuple[str, ...],
+                   budget: int, seed: int = 0, on_eval: Callable[[dict], None] | None = None,
+                   history: list[dict] | None = None) -> tuple[Strategy, float, list[dict]]:
+    """Compass search from `init` over the family's parameters of the searched `knobs` (see
+    module docstring). Returns (best strategy, its value, one record per evaluation). The exact
+    `init` is evaluated first, so the result is never worse than the start on this objective."""
+    history = [] if history is None else history
+    best: list = [init, float("inf")]
+    names = [p for p in PARAMS if KNOB_OF[p] in knobs]
+    lower = {p: (-3.0 if p == "log_q" else 0.0) for p in PARAMS}
+
+    def F(theta: dict | None, phase: str) -> float:
+        st = init if theta is None else family_strategy(theta, init)
+        f = float(objective(st))
+        rec = {"eval": len(history) + 1, "phase": phase, "value": f, "strategy": st.to_dict()}
+        history.append(rec)
+        if f < best[1]:
+            best[:] = [st, f]
+        rec["best_value"] = best[1]
+        if on_eval:
+            on_eval(rec)
+        return f
+
+    F(None, "start")
+    theta = fit_family(init)
+    f = F(theta, "family") if len(history) < budget else float("inf")
+    step = {p: INITIAL_STEP[p] for p in names}
+    gen = torch.Generator().manual_seed(seed)
+    while len(history) < budget and names and any(step[p] > INITIAL_STEP[p] * MIN_STEP_FRACTION for p in names):
+        improved = False
+        for i in torch.randperm(len(names), generator=gen).tolist():
+            p = names[i]
+            for sign in (1.0, -1.0):
+                if len(history) >= budget:
+                    break
+                cand = {**theta, p: max(lower[p], theta[p] + sign * step[p])}
+                if cand[p] == theta[p]:
+                    continue
+                fc = F(cand, f"pattern:{p}")
+                if fc < f:
+                    theta, f, improved = cand, fc, True
+                    while len(history) < budget:            # keep going while it improves
+                        nxt = {**theta, p: max(lower[p], theta[p] + sign * step[p])}
+                        if nxt[p] == theta[p]:
+                            break
+                        fn = F(nxt, f"pattern:{p}")
+                        if fn >= f:
+                            break
+                        theta, f = nxt, fn
+                    break
+        if not improved:
+            step = {p: v / 2 for p, v in step.items()}
+    return best[0], best[1], history
