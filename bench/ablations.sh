@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The paper's ablations at our scale (issue 5), run after a full search (Algorithm 1) on the tiny
+# The paper's ablations at our scale, run after a full search (Algorithm 1) on the tiny
 # proxy has finished:
 #
 #   autonat search --tokens runs/tokens/train --model tiny --steps 4 --method spsa --n 2000 \

@@ -1,4 +1,4 @@
-"""ENAT vs U-ViT side by side in one run (issue: ENAT measured bars): FID (n samples, fresh seed),
+"""ENAT vs U-ViT side by side in one run: FID (n samples, fresh seed),
 forward GFLOPs per image (both guidance passes), images/s at batch 256 and batch-1 latency, for
 each model given, with the same strategy. ENAT models are also measured without feature reuse.
 
@@ -10,10 +10,10 @@ import argparse
 import json
 
 from autonat.bench import matmul_peak, sampling_speed
+from autonat.bundle import Bundle
 from autonat.evaluation import EvalConfig, evaluate_model
 from autonat.metrics.cost import sampling_flops
 from autonat.metrics.reference import load_extractor, reference_features
-from autonat.pipeline import Pipeline
 
 
 def main() -> None:
@@ -30,20 +30,21 @@ def main() -> None:
     ref = None if args.skip_fid else reference_features(net, show_progress=False)
     rows = []
     for name in args.models:
-        pipe = Pipeline.from_pretrained(name, tokenizer=args.tokenizer)
-        st = pipe.strategy(args.strategy, args.steps)
-        plain = pipe.model.without_reuse()
-        variants = [("-", pipe.model)] if plain is pipe.model else [("reuse", pipe.model), ("no reuse", plain)]
-        for label, model in variants:
-            row = {"model": name, "arch": pipe.model.arch, "variant": label, "steps": args.steps,
-                   "strategy": st.name, "gflops_per_image": sampling_flops(model, st) / 1e9}
+        bundle = Bundle.load(name, tokenizer=args.tokenizer)
+        st = bundle.strategy(args.strategy, args.steps)
+        one = bundle.conditioner.condition([0])
+        plain = bundle.model.without_reuse()
+        variants = [("-", True)] if plain is bundle.model else [("reuse", True), ("no reuse", False)]
+        for label, reuse in variants:
+            model = bundle.model if reuse else plain
+            row = {"model": name, "arch": bundle.model.arch, "variant": label, "steps": args.steps,
+                   "strategy": st.name, "gflops_per_image": sampling_flops(model, st, one) / 1e9}
             if not args.skip_fid:
-                r = evaluate_model(model, pipe.tokenizer, st, net,
-                                   EvalConfig(n=args.n, seed=args.seed, precision_recall=False, count_flops=False),
-                                   ref, show_progress=False)
+                r = evaluate_model(bundle, st, net, EvalConfig(n=args.n, seed=args.seed, precision_recall=False,
+                                                               count_flops=False), ref, show_progress=False, reuse=reuse)
                 row["fid"] = r["fid"]
-            b256 = sampling_speed(model, st, 256, repeats=3)
-            b1 = sampling_speed(model, st, 1, repeats=20, warmup=3)
+            b256 = sampling_speed(bundle, st, 256, repeats=3, reuse=reuse)
+            b1 = sampling_speed(bundle, st, 1, repeats=20, warmup=3, reuse=reuse)
             row.update({"images_per_s_b256": b256["images_per_second"], "latency_ms_b1": b1["latency_ms"],
                         "achieved_gflops_per_s_b256": b256["achieved_flops_per_s"] / 1e9})
             rows.append(row)

@@ -30,7 +30,7 @@ def main() -> None:
     for n in args.ns:
         fids = []
         for seed in args.seeds:
-            r = evaluate_model(pipe.model, pipe.tokenizer, st, net,
+            r = evaluate_model(pipe.bundle, st, net,
                                EvalConfig(n=n, seed=seed, precision_recall=False, count_flops=False), ref,
                                show_progress=False)
             fids.append(r["fid"])

@@ -1,4 +1,4 @@
-"""The FID-vs-cost frontier of issue 17 in one run, every point measured here, now, the same way:
+"""The FID-vs-cost frontier in one run, every point measured here, now, the same way:
 NATs (U-ViT and ENAT with MaskGIT's heuristic, their searched AutoNAT strategies, the Halton
 scheduler and Halton + AutoNAT search) and the diffusion baseline (DPM-Solver++ 2M over steps,
 DDIM at 50, a guidance sweep), all scored with `fid_fmnist` on n fresh samples against the 60k
@@ -8,7 +8,8 @@ token decoding + tokenizer decoding for the NATs, the whole solver loop for diff
     python bench/frontier.py --out runs/frontier [--n 10000] [--diffusion auto|DIR|""]
 
 One JSONL file per series in OUT (resumable: points already there are skipped), then
-OUT/frontier.png (FID vs GFLOPs and vs seconds/image) and OUT/table.md.
+OUT/frontier.png (FID vs GFLOPs and vs seconds/image) and OUT/table.md (every point, then the
+comparison of `autonat.metrics.frontier`: equal-FID ratios where they exist, named points where not).
 """
 from __future__ import annotations
 
@@ -57,8 +58,7 @@ def nat_point(series: str, model: str, strategy: str, steps: int, n: int, seed: 
         return
     pipe = Pipeline.from_pretrained(model)
     st = pipe.strategy(strategy, steps)
-    r = evaluate_model(pipe.model, pipe.tokenizer, st, net, EvalConfig(n=n, seed=seed, batch_size=256,
-                                                                       precision_recall=False), ref, False)
+    r = evaluate_model(pipe.bundle, st, net, EvalConfig(n=n, seed=seed, batch_size=256), ref, False)
     r.update({"series": series, "strategy_spec": strategy, "model_name": model,
               "seconds_per_image": r["sample_seconds"] / n, "images_per_second_b256": r["images_per_second"],
               "latency_ms_b1": round(latency_ms(pipe, st, steps), 2)})
@@ -97,22 +97,6 @@ def diffusion_points(model: str, n: int, seed: int, out: Path, guidance: float, 
         print(f"{name} T={steps} w={w}: FID {r['fid']:.2f}, {r['gflops_per_image']:.1f} GFLOPs", flush=True)
 
 
-def diffusion_choice(model: str, guidance: float | None, runs: Path = Path("runs/diffusion")) -> tuple[str, float]:
-    """The diffusion model and guidance of the sweep: as given, or (`auto`) the learning rate and
-    w with the best n = 2000 FID in run_all.sh's lr-choice.jsonl / guidance.jsonl."""
-    rows = [json.loads(x) for f in ("lr-choice.jsonl", "guidance.jsonl") if (runs / f).is_file()
-            for x in (runs / f).read_text().splitlines()]
-    if model == "auto":
-        if not rows:
-            raise SystemExit(f"--diffusion auto: no {runs}/lr-choice.jsonl; run bash bench/diffusion/run_all.sh "
-                             "first (or pass --diffusion DIR, or --diffusion '' to skip diffusion)")
-        model = min(rows, key=lambda r: r["fid"])["model"]
-    if guidance is None:
-        mine = [r for r in rows if r["model"] == model]
-        guidance = min(mine, key=lambda r: r["fid"])["guidance"] if mine else 2.0
-    return model, float(guidance)
-
-
 def table(out: Path) -> str:
     rows = [r for f in sorted(out.glob("*.jsonl")) for r in map(json.loads, f.read_text().splitlines())]
     lines = ["| series | T | guidance | n | FID | GFLOPs / image | s / image (b256) | img/s (b256) | latency b1 (ms) |",
@@ -125,51 +109,16 @@ def table(out: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _diffusion_cost_for(fid: float, diff: list[dict]) -> float | None:
-    """Seconds per image the diffusion frontier needs to reach `fid`: the cheapest point at or
-    below it, or a log-linear interpolation between the two points around it; None if no
-    diffusion point reaches it."""
-    pts = sorted((r["seconds_per_image"], r["fid"]) for r in diff)
-    best = [p for p in pts if p[1] <= fid]
-    if not best:
-        return None
-    cheapest = min(best)
-    worse = [p for p in pts if p[0] < cheapest[0] and p[1] > fid]
-    if not worse:
-        return cheapest[0]
-    (t0, f0), (t1, f1) = max(worse), cheapest                 # f0 > fid >= f1, t0 < t1
-    import math
-    a = (f0 - fid) / (f0 - f1)
-    return math.exp(math.log(t0) + a * (math.log(t1) - math.log(t0)))
-
-
 def comparison(out: Path) -> str:
-    """At each NAT series' best FID: the diffusion wall-clock to match it and the ratio; and at
-    the NAT's wall-clock, the best diffusion FID reachable (equal-time comparison)."""
+    """Each NAT series' best point against the diffusion frontier (the guidance sweep excluded)."""
+    from autonat.metrics.frontier import comparison_table
     rows = [r for f in sorted(out.glob("*.jsonl")) for r in map(json.loads, f.read_text().splitlines())]
     diff = [r for r in rows if r["series"].startswith("diffusion-") and "sweep" not in r["series"]]
     nats = {}
     for r in rows:
-        if not r["series"].startswith("diffusion"):
-            if r["series"] not in nats or r["fid"] < nats[r["series"]]["fid"]:
-                nats[r["series"]] = r
-    lines = ["| NAT series (best point) | FID | s / image | diffusion s / image for that FID | ratio | "
-             "diffusion FID at the NAT's s / image |", "|---|---|---|---|---|---|"]
-    for name, r in sorted(nats.items(), key=lambda kv: kv[1]["fid"]):
-        need = _diffusion_cost_for(r["fid"], diff)
-        within = [d["fid"] for d in diff if d["seconds_per_image"] <= r["seconds_per_image"]]
-        if need:
-            match = f"{need * 1000:.1f} ms | {need / r['seconds_per_image']:.1f}x"
-        elif diff:   # a lower bound: the best diffusion point is still worse, at this cost
-            b = min(diff, key=lambda d: d["fid"])
-            match = (f"not reached (best: {b['fid']:.2f} at {b['seconds_per_image'] * 1000:.1f} ms) | "
-                     f"> {b['seconds_per_image'] / r['seconds_per_image']:.1f}x")
-        else:
-            match = "no diffusion points | -"
-        same_time = f"{min(within):.2f}" if within else "none that fast"
-        lines.append(f"| {name} (T={r['steps']}) | {r['fid']:.2f} | {r['seconds_per_image'] * 1000:.1f} ms | "
-                     f"{match} | {same_time} |")
-    return "\n".join(lines) + "\n"
+        if not r["series"].startswith("diffusion") and (r["series"] not in nats or r["fid"] < nats[r["series"]]["fid"]):
+            nats[r["series"]] = r
+    return comparison_table(nats, diff, "diffusion") if diff else ""
 
 
 def main() -> None:
@@ -196,7 +145,10 @@ def main() -> None:
     ap.add_argument("--latency-repeats", type=int, default=10, help="diffusion batch-1 latency runs per point")
     args = ap.parse_args()
     if args.diffusion:
-        args.diffusion, args.guidance = diffusion_choice(args.diffusion, args.guidance)
+        sys.path.insert(0, str(Path(__file__).parent / "diffusion"))
+        from choice import choose
+        model, w = choose(model=None if args.diffusion == "auto" else args.diffusion)
+        args.diffusion, args.guidance = model, w if args.guidance is None else args.guidance
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     from autonat.metrics.reference import load_extractor, reference_features

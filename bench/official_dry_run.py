@@ -84,14 +84,14 @@ def main() -> None:
     rows["sample autonat-L"] = measure(out / "autonat-L", "autonat", out / "samples-autonat-L", True)
     rows["sample enat-L (reuse)"] = measure(out / "enat-L", "enat", out / "samples-enat-L", True)
     rows["sample enat-L (no reuse)"] = measure(out / "enat-L", "enat", out / "samples-enat-L-noreuse", False)
+    from autonat.bundle import Bundle
     from autonat.metrics.cost import sampling_flops
-    from autonat.models.registry import load_model
-    from autonat.presets import enat
-    uvit, en = load_model(out / "autonat-L"), load_model(out / "enat-L")
-    st_u = __import__("autonat.presets", fromlist=["x"]).autonat_imagenet_t8()
-    flops = {"autonat-L (released T=8 strategy)": sampling_flops(uvit, st_u),
-             "enat-L (released schedule, reuse)": sampling_flops(en, enat(8)),
-             "enat-L (released schedule, no reuse)": sampling_flops(en.without_reuse(), enat(8))}
+    from autonat.presets import autonat_imagenet_t8, enat
+    uvit, en = Bundle.load(out / "autonat-L"), Bundle.load(out / "enat-L")
+    one = uvit.conditioner.condition([0])
+    flops = {"autonat-L (released T=8 strategy)": sampling_flops(uvit.model, autonat_imagenet_t8(), one),
+             "enat-L (released schedule, reuse)": sampling_flops(en.model, enat(8), one),
+             "enat-L (released schedule, no reuse)": sampling_flops(en.model.without_reuse(), enat(8), one)}
     del uvit, en
     rows["tflops_per_image"] = {k: round(v / 1e12, 3) for k, v in flops.items()}
     rows["enat_over_autonat_flops"] = round(flops["enat-L (released schedule, reuse)"]

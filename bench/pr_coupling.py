@@ -1,4 +1,4 @@
-"""How much of a p(r) comparison is the training realisation? (issue 5, training-strategy search)
+"""How much of a p(r) comparison is the training realisation? (the training-strategy search)
 
 Trains the search's proxy (U-ViT `tiny`, 800 steps) under each p(r) in --dists, each training seed
 in --seeds, and two ways of turning the seed's uniforms u into ratios:
@@ -25,11 +25,11 @@ from dataclasses import replace
 from pathlib import Path
 
 from autonat import masking, training
+from autonat.bundle import Bundle
 from autonat.checkpoint import has_checkpoint
 from autonat.evaluation import EvalConfig, evaluate_model
 from autonat.io import atomic_write_json, load_json
 from autonat.metrics.reference import load_extractor, reference_features
-from autonat.pipeline import Pipeline
 
 PROXY = dict(model="tiny", batch_size=256, steps=800, lr=1e-3, warmup=80, ema=0.999,
              log_every=100)   # the full search's training template (--train-steps 800)
@@ -41,6 +41,12 @@ class Decreasing(masking.MaskRatioDistribution):
     def __init__(self, base: masking.MaskRatioDistribution):
         self.base = base
 
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Decreasing) and other.base == self.base
+
+    def __hash__(self) -> int:
+        return hash(self.spec)
+
     def icdf(self, u):
         return self.base.icdf(1.0 - u)
 
@@ -49,15 +55,8 @@ class Decreasing(masking.MaskRatioDistribution):
         return f"decreasing:{self.base.spec}"
 
 
-def _parse(spec):
-    """masking.parse_mask_dist plus `decreasing:<spec>` (installed into the training module only)."""
-    if isinstance(spec, str) and spec.startswith("decreasing:"):
-        return Decreasing(masking.parse_mask_dist(spec.partition(":")[2]))
-    return masking.parse_mask_dist(spec)
-
-
-def train_proxy(tokens: str, spec: str, seed: int, out: Path) -> None:
-    cfg = training.TrainConfig(tokens=tokens, mask_dist=spec, seed=seed, **PROXY)
+def train_proxy(tokens: str, dist: masking.MaskRatioDistribution, seed: int, out: Path) -> None:
+    cfg = training.TrainConfig(tokens=tokens, mask_dist=dist, seed=seed, **PROXY)
     if (out / "model.safetensors").is_file():   # done: it must be this very training
         have = load_json(out / "train_config.json")           # (token path and device may differ)
         training.check_resume(out, replace(cfg, tokens=have["tokens"], device=have["device"]))
@@ -75,21 +74,19 @@ def main() -> None:
     ap.add_argument("--eval-seed", type=int, default=10**6)
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
-    for d in args.dists:
-        masking.parse_mask_dist(d)                      # bad spec: fail before any training
-    training.parse_mask_dist = _parse                   # TrainConfig validation and train() use it
+    dists = {d: masking.parse_mask_dist(d) for d in args.dists}     # bad spec: fail before any training
     out = Path(args.out)
     net = load_extractor("fmnist")
     ref = reference_features(net, show_progress=False)
     rows = []
     for dist, seed, draw in itertools.product(args.dists, args.seeds, args.draws):
-        spec = dist if draw == "increasing" else f"decreasing:{dist}"
-        run = out / f"{spec.replace(':', '_').replace(',', '_')}-seed{seed}"
+        p_r = dists[dist] if draw == "increasing" else Decreasing(dists[dist])
+        run = out / f"{p_r.spec.replace(':', '_').replace(',', '_')}-seed{seed}"
         res_file = run / f"fid_maskgit_T4_n{args.n}_seed{args.eval_seed}.json"
         if not res_file.is_file():
-            train_proxy(args.tokens, spec, seed, run)
-            pipe = Pipeline.from_pretrained(str(run))
-            r = evaluate_model(pipe.model, pipe.tokenizer, pipe.strategy("maskgit", 4), net,
+            train_proxy(args.tokens, p_r, seed, run)
+            bundle = Bundle.load(str(run))
+            r = evaluate_model(bundle, bundle.strategy("maskgit", 4), net,
                                EvalConfig(n=args.n, seed=args.eval_seed, precision_recall=False,
                                           count_flops=False), ref, show_progress=False)
             atomic_write_json(res_file, {"fid": r["fid"]})

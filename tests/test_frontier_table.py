@@ -1,68 +1,55 @@
-"""The arithmetic behind the frontier table's headline columns (bench/frontier.py): the diffusion
-wall-clock needed to match a NAT's FID, the speed ratio, and the equal-time FID."""
+"""The arithmetic behind the peer comparison (`autonat.metrics.frontier`): the equal-FID peer cost
+and ratio when a peer point reaches the NAT's FID, and otherwise the ratios against the peer's named
+points (fastest, first inside the plateau, best) - never a single '> Nx'."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-from pathlib import Path
 
 import pytest
 
-_SPEC = importlib.util.spec_from_file_location("frontier", Path(__file__).parents[1] / "bench" / "frontier.py")
-frontier = importlib.util.module_from_spec(_SPEC)
-_SPEC.loader.exec_module(frontier)
+from autonat.metrics import frontier
 
 
-def _diff(points):
-    return [{"seconds_per_image": t, "fid": f} for t, f in points]
+def _peer(points):
+    return [{"steps": s, "fid": f, "seconds_per_image": t, "flops_per_image": 1e9 * s} for s, f, t in points]
 
 
-def test_cost_is_none_when_no_diffusion_point_reaches_the_fid():
-    assert frontier._diffusion_cost_for(2.0, _diff([(0.05, 9.0), (0.1, 4.0), (0.2, 3.0)])) is None
+def test_cost_is_none_when_no_peer_point_reaches_the_fid():
+    assert frontier.equal_fid_cost(2.0, _peer([(5, 9.0, 0.05), (10, 4.0, 0.1), (20, 3.0, 0.2)])) is None
 
 
 def test_cost_is_the_cheapest_point_when_nothing_cheaper_is_worse():
-    assert frontier._diffusion_cost_for(5.0, _diff([(0.05, 4.5), (0.1, 4.0)])) == 0.05
+    assert frontier.equal_fid_cost(5.0, _peer([(5, 4.5, 0.05), (10, 4.0, 0.1)])) == 0.05
 
 
 def test_cost_interpolates_log_linearly_between_the_bracketing_points():
     # 6.0 lies halfway in FID between 8 (at 40 ms) and 4 (at 160 ms): geometric mean of the times
-    got = frontier._diffusion_cost_for(6.0, _diff([(0.01, 20.0), (0.04, 8.0), (0.16, 4.0), (0.4, 3.5)]))
+    got = frontier.equal_fid_cost(6.0, _peer([(1, 20.0, 0.01), (4, 8.0, 0.04), (16, 4.0, 0.16), (40, 3.5, 0.4)]))
     assert got == pytest.approx(math.sqrt(0.04 * 0.16))
     # the bracket is the most expensive worse point below the cheapest good one, not any worse point
-    assert frontier._diffusion_cost_for(8.0, _diff([(0.01, 20.0), (0.04, 8.0), (0.16, 4.0)])) == pytest.approx(0.04)
+    assert frontier.equal_fid_cost(8.0, _peer([(1, 20.0, 0.01), (4, 8.0, 0.04), (16, 4.0, 0.16)])) == pytest.approx(0.04)
 
 
-def test_comparison_ratio_and_equal_time_columns(tmp_path):
-    rows = {
-        "uvit-autonat.jsonl": [{"series": "uvit-autonat", "steps": 4, "fid": 3.0, "seconds_per_image": 0.01},
-                               {"series": "uvit-autonat", "steps": 8, "fid": 3.5, "seconds_per_image": 0.02}],
-        "diffusion-dpmpp2m.jsonl": [{"series": "diffusion-dpmpp2m", "steps": s, "fid": f, "seconds_per_image": t}
-                                    for s, f, t in [(5, 6.0, 0.005), (10, 3.0, 0.1), (20, 2.5, 0.2)]],
-        "diffusion-dpmpp2m-w3.jsonl": [{"series": "diffusion-dpmpp2m (w sweep, T=10)", "steps": 10, "fid": 1.0,
-                                        "seconds_per_image": 0.001}],
-    }
-    for name, rs in rows.items():
-        (tmp_path / name).write_text("".join(json.dumps(r) + "\n" for r in rs))
-    text = frontier.comparison(tmp_path)
-    line = next(x for x in text.splitlines() if x.startswith("| uvit-autonat"))
-    cells = [c.strip() for c in line.strip("|").split("|")]
-    # best NAT point is T=4 (FID 3.0 at 10 ms); diffusion matches FID 3.0 at 100 ms -> 10x;
-    # within 10 ms diffusion only has the 5-step point (FID 6.0); the sweep row never counts
-    assert cells == ["uvit-autonat (T=4)", "3.00", "10.0 ms", "100.0 ms", "10.0x", "6.00"]
+def test_equal_fid_ratio_in_time_and_flops():
+    nat = {"fid": 3.0, "seconds_per_image": 0.01, "flops_per_image": 2e9}
+    c = frontier.compare(nat, _peer([(5, 6.0, 0.005), (10, 3.0, 0.1), (20, 2.5, 0.2)]))
+    assert c["equal_fid"]["time_ratio"] == pytest.approx(10.0)
+    assert c["equal_fid"]["flop_ratio"] == pytest.approx(5.0)           # 10 GFLOPs / 2 GFLOPs
 
 
-def test_comparison_gives_a_lower_bound_when_diffusion_never_reaches_the_nat(tmp_path):
-    (tmp_path / "enat-autonat.jsonl").write_text(json.dumps(
-        {"series": "enat-autonat", "steps": 8, "fid": 2.0, "seconds_per_image": 0.01}) + "\n")
-    (tmp_path / "diffusion-dpmpp2m.jsonl").write_text("".join(json.dumps(
-        {"series": "diffusion-dpmpp2m", "steps": s, "fid": f, "seconds_per_image": t}) + "\n"
-        for s, f, t in [(10, 4.0, 0.07), (20, 3.0, 0.15), (50, 3.5, 0.4)]))
-    line = next(x for x in frontier.comparison(tmp_path).splitlines() if x.startswith("| enat-autonat"))
-    cells = [c.strip() for c in line.strip("|").split("|")]
-    # the best diffusion FID (3.0, at 150 ms) is still worse than the NAT's 2.0 at 10 ms: > 15x
-    assert cells[3:5] == ["not reached (best: 3.00 at 150.0 ms)", "> 15.0x"]
+def test_when_no_peer_point_reaches_the_nat_the_named_points_are_given():
+    nat = {"fid": 2.0, "seconds_per_image": 0.01, "flops_per_image": 1e9}
+    peer = _peer([(5, 6.0, 0.03), (10, 4.4, 0.07), (15, 4.1, 0.11), (50, 4.4, 0.4)])
+    c = frontier.compare(nat, peer)
+    assert "equal_fid" not in c
+    n = c["named"]
+    assert n["fastest"]["steps"] == 5 and n["fastest"]["time_ratio"] == pytest.approx(3.0)
+    assert n["plateau"]["steps"] == 10            # 4.4 <= 1.1 x 4.1: the cheapest point inside the plateau
+    assert n["best"]["steps"] == 15 and n["best"]["flop_ratio"] == pytest.approx(15.0)
+    row = next(x for x in frontier.comparison_table({"enat": {**nat, "steps": 8}}, peer, "diffusion").splitlines()
+               if x.startswith("| enat"))
+    assert "not reached" in row and "> " not in row and "T=10: FID 4.40; 7.0x time, 10.0x FLOPs" in row
 
 
 def test_read_frontier_labels_points_by_their_label_field_else_by_steps(tmp_path):

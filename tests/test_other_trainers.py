@@ -1,4 +1,4 @@
-"""The tokenizer and feature-network trainers share the NAT trainer's skeleton: an interrupted run
+"""The tokenizer (plain and adversarial), feature-network and diffusion-peer trainers share the NAT trainer's skeleton: an interrupted run
 resumed with `resume=True` must end exactly where the uninterrupted run ends, and it must really
 continue from the checkpoint (tampered checkpoint weights change the result; a restart would not)."""
 from __future__ import annotations
@@ -32,6 +32,34 @@ def _tokenizer(folder):
     return module, lambda out, resume=False: train_tokenizer(mcfg, cfg, out, resume=resume, show_progress=False)
 
 
+def _adversarial_tokenizer(folder):
+    """The discriminator and its optimizer state must survive the checkpoint too."""
+    from autonat.tokenizer.model import TokenizerConfig
+    from autonat.tokenizer.train import TokenizerTrainConfig, train_tokenizer
+    mcfg = TokenizerConfig(base_channels=4, ch_mult=(1, 2), codebook_size=16, codebook_dim=4)
+    cfg = TokenizerTrainConfig(data=str(folder), batch_size=8, steps=6, warmup=1, ckpt_every=3, log_every=1,
+                               eval_every=100, eval_samples=8, bf16=False, device="cpu", adv_weight=0.5,
+                               adv_start=1, disc_channels=8)
+    import autonat.tokenizer.train as module
+    return module, lambda out, resume=False: train_tokenizer(mcfg, cfg, out, resume=resume, show_progress=False)
+
+
+def _diffusion(folder):
+    pytest.importorskip("diffusers")
+    from dataclasses import replace
+
+    from autonat.baselines.diffusion_train import DiffusionTrainConfig, train_diffusion
+    from autonat.baselines.pixel_diffusion import SMOKE_UNET
+    cfg = DiffusionTrainConfig(data=str(folder), unet=replace(SMOKE_UNET), steps=6, batch_size=8, warmup=1,
+                               ckpt_every=3, log_every=1, bf16=False, device="cpu")
+    import autonat.baselines.diffusion_train as module
+
+    def run(out, resume=False):
+        train_diffusion(cfg, out, resume=resume, show_progress=False)
+        (out / "model.safetensors").write_bytes((out / "model" / "model.safetensors").read_bytes())
+    return module, run
+
+
 def _featnet(folder):
     from autonat.metrics.featnet_train import FeatureNetTrainConfig, train_featnet
     cfg = FeatureNetTrainConfig(data=str(folder), epochs=2, batch_size=16, ckpt_every=3, log_every=1,
@@ -45,7 +73,8 @@ def _until_killed(monkeypatch, module, run, out, at_step):
     run_until_killed(monkeypatch, module, lambda: run(out), at_step)
 
 
-@pytest.mark.parametrize("which", [_tokenizer, _featnet], ids=["tokenizer", "featnet"])
+@pytest.mark.parametrize("which", [_tokenizer, _adversarial_tokenizer, _featnet, _diffusion],
+                         ids=["tokenizer", "adversarial-tokenizer", "featnet", "diffusion"])
 def test_resume_equals_uninterrupted_and_uses_the_checkpoint(tmp_path, folder, which, monkeypatch):
     module, run = which(folder)
     run(tmp_path / "full")

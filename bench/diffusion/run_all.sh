@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The whole diffusion-baseline run of issue 17 (parts 1-2), unattended, one heavy job at a time:
+# The whole pixel-diffusion peer run, unattended, one heavy job at a time:
 #   nohup bash bench/diffusion/run_all.sh > runs/diffusion/run_all.out 2>&1 &
 # 1. train the UNet at two learning rates (2100 steps x 128 = 268,800 images each: ~50 min on
 #    2 free cores at the measured 89 img/s);
@@ -33,8 +33,9 @@ for lr in 1e-3 2e-4; do
   out=$R/$tag-lr$lr
   if [ ! -f "$out/model/model.safetensors" ]; then
     echo "train $out start $(date -Is)"
+    resume=""; [ -d "$out/checkpoint" ] && resume=--resume
     $py bench/diffusion/train.py --out "$out" --lr "$lr" --steps "$steps" --batch-size 128 \
-      --warmup 200 --ema 0.998 --prediction-type $pred --seed 0 --resume --quiet
+      --warmup 200 --ema 0.998 --prediction-type $pred --seed ${SEED:-0} $resume --quiet
     echo "train $out end $(date -Is)"
   fi
 done
@@ -44,18 +45,14 @@ for lr in 1e-3 2e-4; do
     --steps 20 --guidance 2 --n 2000 --seed 0 --speed-repeats 0 --latency-repeats 0 \
     --grid $R/$tag-lr$lr/grid_n2000_T20_w2.png --out $R/lr-choice.jsonl --quiet
 done
-best=$($py -c "
-import json; r=[json.loads(l) for l in open('$R/lr-choice.jsonl')]
-print(min([x for x in r if '/$tag-lr' in x['model']], key=lambda x: x['fid'])['model'])")
+best=$($py bench/diffusion/choice.py $R --tag $tag | cut -d" " -f1)
 echo "best: $best"
 for w in 1 3; do
   has $R/guidance.jsonl $best $w || $py bench/diffusion/evaluate.py --model $best --scheduler dpmpp2m \
     --steps 20 --guidance $w --n 2000 --seed 0 --speed-repeats 0 --latency-repeats 0 \
     --grid $(dirname $best)/grid_n2000_T20_w$w.png --out $R/guidance.jsonl --quiet
 done
-w=$($py -c "
-import json; r=[x for f in ('$R/guidance.jsonl', '$R/lr-choice.jsonl') for x in map(json.loads, open(f))]
-print(min([x for x in r if x['model'] == '$best'], key=lambda x: x['fid'])['guidance'])")
+w=$($py bench/diffusion/choice.py $R --tag $tag | cut -d" " -f2)
 echo "best guidance: $w"
 for p in bf16 autocast fp32; do
   has_record $R/precision.jsonl "r['model'] == '$best' and r['precision'] == '$p'" ||

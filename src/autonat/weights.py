@@ -65,9 +65,9 @@ def check_tensors(state: dict[str, torch.Tensor], what: str) -> dict[str, torch.
     return out
 
 
-def build_and_load(cls: type[nn.Module], config: Any, path: str | Path, what: str = "",
+def build_and_load(cls: type[nn.Module] | Any, config: Any, path: str | Path, what: str = "",
                    allow_missing: tuple[str, ...] = ()) -> nn.Module:
-    """A `cls(config)` holding the weights of the safetensors file `path` (checked; see module doc)."""
+    """A `cls(config)` (a module class or any factory of its config) holding the weights of the safetensors file `path` (checked; see module doc)."""
     path = Path(path)
     what = what or str(path)
     if not path.is_file():
