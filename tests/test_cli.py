@@ -43,13 +43,14 @@ def test_bad_input_clear_error_no_traceback(tmp_path):
     assert not (tmp_path / "c").exists()
 
 
-def test_bad_strategy_file(tmp_path, capsys):
+def test_bad_strategy_file_through_the_cli(tmp_path, capsys):
+    """A strategy file that breaks a rule: `autonat strategy FILE` exits 2 naming the file and
+    the rule, with no traceback."""
     bad = tmp_path / "s.json"
     bad.write_text(json.dumps({"r": [0.5, 0.7, 0.0], "tau1": [1, 1, 1], "tau2": [1, 1, 1], "s": [0, 0, 0]}))
-    from autonat.io import AutonatError
-    from autonat.strategy import Strategy
-    with pytest.raises(AutonatError, match="non-increasing"):
-        Strategy.load(bad)
+    assert main(["strategy", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"autonat: error: {bad}: ") and "non-increasing" in err and "Traceback" not in err
 
 
 def test_tokenizer_train_eval_and_tokenize_on_a_folder(tmp_path):

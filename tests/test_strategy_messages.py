@@ -155,7 +155,8 @@ def test_every_field_survives_the_json_round_trip():
     back = Strategy.from_dict(st.to_dict(), source="f.json")
     assert (back.guidance, back.rounding, back.order, back.always_uncond, back.name) == (
         "logits", "floor-unclamped", "halton", True, "mine")
-    assert back == Strategy.from_dict(st.to_dict(), source="f.json") and back.source == "f.json"
+    assert back == st and back.source == "f.json"         # every schedule value, not only the rules
+    assert back != Strategy.from_dict({**st.to_dict(), "order": "confidence"})
 
 
 def test_yaml_errors_name_the_file(tmp_path):

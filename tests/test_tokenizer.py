@@ -31,8 +31,13 @@ def test_padding_handled_inside():
 
 
 def test_scales_to_256_f16_by_config():
-    cfg = TokenizerConfig(image_size=256, channels=3, base_channels=4, ch_mult=(1, 1, 2, 2, 4), codebook_size=1024)
-    assert cfg.factor == 16 and cfg.grid_size == 16
+    """An f = 16 configuration really maps 256x256 RGB images to 16x16 tokens and back."""
+    cfg = TokenizerConfig(image_size=256, channels=3, base_channels=4, ch_mult=(1, 1, 2, 2, 4), codebook_size=64,
+                          codebook_dim=4)
+    tok = Tokenizer(cfg).eval()
+    ids = tok.encode(torch.rand(1, 3, 256, 256))
+    assert ids.shape == (1, 16, 16) and int(ids.max()) < 64
+    assert tok.decode(ids).shape == (1, 3, 256, 256) and tok.num_tokens == 256
 
 
 def test_bad_inputs_are_named(tok):

@@ -88,6 +88,39 @@ def in_b(trained, monkeypatch):
     return trained
 
 
+def _search_argv(t: dict) -> list[str]:
+    return ["search", "--only", "generation", "--model", str(t["model"]), "--featnet", str(t["featnet"]),
+            "--steps", "3", "--method", "spsa", "--n", "16", "--n-final", "16", "--max-updates", "2",
+            "--ref-data", str(t["data"]), "--skip-bad", "--out", str(t["b"] / "search")] + COMMON
+
+
+@pytest.fixture(scope="module")
+def searched(trained):
+    """The generation search of the moved model, run once (it installs strategies/T3.json);
+    returns its printed summary."""
+    import contextlib
+    import io
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        assert main(_search_argv(trained)) == 0
+    return json.loads(buf.getvalue().strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def evals(trained):
+    """An `evaluate --json` result file (what `plot frontier` reads)."""
+    import contextlib
+    import io
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        assert main(["evaluate", "--model", str(trained["model"]), "--steps", "3", "--n", "16", "--featnet",
+                     str(trained["featnet"]), "--no-pr", "--json", "--reference-data", str(trained["data"]),
+                     "--skip-bad"] + COMMON) == 0
+    path = trained["b"] / "evals.jsonl"
+    path.write_text(buf.getvalue().strip().splitlines()[-1] + "\n")
+    return path
+
+
 def test_the_moved_model_is_self_contained(in_b):
     cfg = json.loads((in_b["model"] / "config.json").read_text())
     assert cfg["arch"] == "uvit" and cfg["model"]["num_classes"] == 2 and cfg["tokenizer"]["name"] == "tokenizer"
@@ -101,9 +134,12 @@ def test_the_moved_model_is_self_contained(in_b):
         assert z["tokens"].shape == (6, 4, 4) and list(z["labels"]) == [0, 1] * 3
 
 
-def test_autonat_strategy_before_any_search_is_a_clear_error(in_b, capsys):
+def test_autonat_strategy_before_any_search_is_a_clear_error(in_b, tmp_path, capsys):
+    unsearched = tmp_path / "unsearched"
+    shutil.copytree(in_b["model"], unsearched)
+    shutil.rmtree(unsearched / "strategies", ignore_errors=True)     # whatever ran before: never searched
     out = in_b["b"] / "none"
-    assert main(["sample", "--model", str(in_b["model"]), "--strategy", "autonat", "--steps", "3", "--n", "2",
+    assert main(["sample", "--model", str(unsearched), "--strategy", "autonat", "--steps", "3", "--n", "2",
                  "--out", str(out)] + COMMON) == 2
     err = capsys.readouterr().err
     assert "autonat search" in err and not out.exists()
@@ -120,16 +156,12 @@ def test_evaluation_names_its_feature_network(in_b, capsys):
     cap = capsys.readouterr()
     assert json.loads(cap.out.strip().splitlines()[-1])["metric"] == "fmnist"
     assert "Fashion-MNIST feature network" in cap.err             # a loud warning, not silence
-    (in_b["b"] / "evals.jsonl").write_text(json.dumps(res) + "\n")
 
 
-def test_search_installs_into_the_model_and_autonat_uses_exactly_it(in_b, capsys):
+def test_search_installs_into_the_model_and_autonat_uses_exactly_it(in_b, searched, capsys):
     out = in_b["b"] / "search"
-    argv = ["search", "--only", "generation", "--model", str(in_b["model"]), "--featnet", str(in_b["featnet"]),
-            "--steps", "3", "--method", "spsa", "--n", "16", "--n-final", "16", "--max-updates", "2",
-            "--ref-data", str(in_b["data"]), "--skip-bad", "--out", str(out)] + COMMON
-    assert main(argv) == 0
-    summary = _last_json(capsys)
+    argv = _search_argv(in_b)
+    summary = searched
     installed = in_b["model"] / "strategies" / "T3.json"
     assert summary["installed"] == str(installed) and summary["metric"] == "shapes"
     best = json.loads((out / "best_strategy.json").read_text())
@@ -154,13 +186,13 @@ def test_search_installs_into_the_model_and_autonat_uses_exactly_it(in_b, capsys
                  "--out", str(in_b["b"] / "from-export")] + COMMON) == 0
 
 
-def test_every_plot(in_b):
+def test_every_plot(in_b, searched, evals):
     plots = in_b["b"] / "plots"
     search = in_b["b"] / "search"
     assert main(["plot", "strategy", "maskgit", "halton", str(search / "best_strategy.json"), "--steps", "3",
                  "--out", str(plots / "schedules.png")]) == 0
     assert main(["plot", "search", str(search), "--max-evals", "3", "--out", str(plots / "search.png")]) == 0
-    assert main(["plot", "frontier", str(in_b["b"] / "evals.jsonl"), "--out", str(plots / "frontier.png")]) == 0
+    assert main(["plot", "frontier", str(evals), "--out", str(plots / "frontier.png")]) == 0
     assert main(["plot", "strip", "--model", str(in_b["model"]), "--steps", "3", "--classes", "0,1",
                  "--out", str(plots / "strip.png")]) == 0
     for f in ("schedules", "search", "frontier", "strip"):
