@@ -373,3 +373,122 @@ def test_other_entry_points(world, tmp_path, capsys):
     for argv in cases:
         assert_refused(argv + ["--quiet"], capsys)
     assert not (tmp_path / "c").exists() and not (tmp_path / "e").exists()
+
+
+# ----------------------------------------------------------------------------------------------
+# The second probe's classes (each case is one example of a class)
+# ----------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("argv,match", [
+    (["sample", "--seed", str(2 ** 64)], "--seed"),                                   # extreme numbers
+    (["sample", "--seed", str(2 ** 63)], "--seed"),
+    (["sample", "--guidance", "1e300"], "--guidance"),
+    (["evaluate", "--n", "1000000000"], "--n"),
+    (["sample", "--strategy", "maskgit:1,1e300"], "guidance scales"),
+    (["sample", "--classes", "²"], "unknown class"),                                  # text that looks like a number
+    (["sample", "--classes", "٣"], "unknown class"),
+    (["sample", "--classes", "1,²"], "unknown class"),
+    (["sample", "--strategy", "maskgit:1,2,3,4"], "maskgit[:LAMBDA,K]"),              # messages that say what to write
+])
+def test_extreme_numbers_and_lookalike_digits(world, tmp_path, capsys, argv, match):
+    out = tmp_path / "out"
+    assert_refused(argv + ["--model", world / "model", "--out", out] + COMMON if argv[0] == "sample"
+                   else argv + ["--model", world / "model"] + COMMON, capsys, out=out, match=match)
+
+
+def test_lookalike_digits_through_the_api(world):
+    from autonat.bundle import Bundle
+    from autonat.io import AutonatError
+    b = Bundle.load(world / "model")
+    for bad in (["²"], ["1", "²"], "³"):
+        with pytest.raises(AutonatError, match="unknown class"):
+            b.conditioner.parse(bad)
+
+
+def test_tiny_temperatures_in_a_strategy_file_are_refused(world, tmp_path, capsys):
+    f = tmp_path / "t.json"
+    f.write_text(json.dumps({"r": [0.5, 0.0], "tau1": [1e-300, 1], "tau2": [1, 0], "s": [0, 0]}))
+    assert_refused(["sample", "--model", world / "model", "--strategy", f, "--steps", "2", "--out", tmp_path / "o"]
+                   + COMMON, capsys, out=tmp_path / "o", match="argmax")
+
+
+def test_nothing_is_written_before_the_input_is_checked(world, tmp_path, capsys):
+    out = tmp_path / "search"
+    out.mkdir()
+    (out / "trials.sqlite").write_bytes(b"this is not sqlite")
+    assert_refused(["search", "--only", "generation", "--model", world / "model", "--out", out] + COMMON, capsys,
+                   match="trial store")
+    assert sorted(p.name for p in out.iterdir()) == ["trials.sqlite"]            # no search_config.json
+    assert_refused(["reference", "build", "--only", "bogus", "--work", tmp_path / "work"], capsys,
+                   out=tmp_path / "work", match="bogus")
+    assert not (tmp_path / "work").exists()
+    link = tmp_path / "dangling"
+    link.symlink_to(tmp_path / "nowhere")
+    assert_refused(["export", "--model", world / "model", "--out", link], capsys, match="exists")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dangling", "search"]      # no hidden .tmp left
+
+
+def test_an_atomic_directory_cleans_up_after_itself(tmp_path):
+    from autonat.io import AtomicDir, AutonatError
+    link = tmp_path / "a" / "link"
+    with pytest.raises(RuntimeError):
+        with AtomicDir(tmp_path / "new" / "sub" / "out") as tmp:
+            (tmp / "f").write_text("x")
+            raise RuntimeError("boom")
+    assert not (tmp_path / "new").exists()                    # parents it made are gone too
+    link.parent.mkdir()
+    link.symlink_to(tmp_path / "nowhere")
+    with pytest.raises(AutonatError, match="symbolic link"):
+        with AtomicDir(link):
+            pass
+    assert sorted(p.name for p in link.parent.iterdir()) == ["link"]
+
+
+def test_weights_of_the_wrong_kind_are_refused_at_load(world, tmp_path, capsys):
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+    bad = tmp_path / "model"
+    shutil.copytree(world / "model", bad)
+    w = load_file(bad / "model.safetensors")
+    k = next(k for k, v in w.items() if v.is_floating_point() and v.ndim == 2)
+    save_file({**w, k: (w[k] * 100).to(torch.int32)}, bad / "model.safetensors")
+    assert_refused(["sample", "--model", bad, "--out", tmp_path / "o"] + COMMON, capsys, out=tmp_path / "o",
+                   match=f"{k} is stored as torch.int32")
+
+
+def test_image_inputs_that_cannot_work(world, tmp_path, capsys):
+    one = tmp_path / "one"
+    (one / "a").mkdir(parents=True)
+    for i in range(4):
+        Image.new("L", (1, 1), i * 40).save(one / "a" / f"{i}.png")
+    assert_refused(["tokenizer", "train", "--data", one, "--out", tmp_path / "t", "--steps", "2"] + COMMON, capsys,
+                   out=tmp_path / "t", match="--resolution")
+    rc, err = run_cli(["tokenizer", "train", "--data", str(one), "--out", str(tmp_path / "t2")] + COMMON, capsys)
+    assert "--image-size" not in err
+    same = tmp_path / "same"
+    for c in ("a", "b"):
+        (same / c).mkdir(parents=True)
+        for i in range(40):
+            Image.new("L", (8, 8), 7).save(same / c / f"{i}.png")
+    assert_refused(["featnet", "train", "--data", same, "--out", tmp_path / "f", "--batch-size", "8"] + COMMON,
+                   capsys, out=tmp_path / "f", match="identical")
+    assert not (tmp_path / "f").exists()
+
+
+def test_refusals_that_used_to_never_come(world, tmp_path, capsys):
+    assert_refused(["demo", "--model", tmp_path / "missing"], capsys, match="--model")
+    assert_refused(["search", "--only", "generation", "--model", world / "model", "--init-strategy", "halton",
+                    "--knobs", "tau2", "--out", tmp_path / "s"] + COMMON, capsys, out=tmp_path / "s", match="tau2")
+    assert not (tmp_path / "s").exists()
+    y = tmp_path / "official.yaml"
+    assert main(["convert", "--strategy", str(world / "strategy.json"), "--out", str(y)]) == 0
+    assert main(["strategy", str(y)]) == 0                    # YAML out is YAML that autonat reads back
+
+
+def test_strategy_messages_from_yaml_name_the_file_and_the_key(tmp_path, capsys):
+    y = tmp_path / "s.yaml"
+    y.write_text("manual_ratios: [0.5, 0.9]\nmanual_temp: [1, 1]\nmanual_samp_temp: [1, 1, 1]\nmanual_cfg: [0, 1, 2]\n")
+    assert_refused(["strategy", y], capsys, match=f"{y}: manual_ratios must be non-increasing")
+    y.write_text("manual_ratios: [0.9, 0.5]\nmanual_temp: [1, 1]\nmanual_samp_temp: [1, 1, 1]\nmanual_cfg: [0, x, 2]\n")
+    assert_refused(["strategy", y], capsys, match=f"{y}: manual_cfg[1] must be a number, got 'x'")

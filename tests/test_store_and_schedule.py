@@ -93,6 +93,20 @@ def test_a_refused_resume_names_every_difference(tmp_path):
         fresh.check()                                         # a config without a checkpoint counts too
 
 
+def test_resume_of_a_run_stopped_before_its_first_checkpoint(tmp_path):
+    """Killed before the first checkpoint: --resume restarts it from step 0 under the same options (not the
+    dead end 'already holds a run' / 'nothing to resume'); different options are still refused."""
+    out = tmp_path / "r"
+    first = TrainingRun(out, {"steps": 5}, RunOptions(), steps=5, resume=False, desc="t", show_progress=False)
+    assert first.start() is None
+    first.log.write({"step": 1, "loss": 9.0})
+    again = TrainingRun(out, {"steps": 5}, RunOptions(), steps=5, resume=True, desc="t", show_progress=False)
+    assert again.start() is None and not (out / "log.jsonl").exists()     # fresh log, step 0
+    other = TrainingRun(out, {"steps": 6}, RunOptions(), steps=6, resume=True, desc="t")
+    with pytest.raises(AutonatError, match="steps: 5 -> 6"):
+        other.check()
+
+
 def test_wall_clock_checkpoints(tmp_path, monkeypatch):
     run = TrainingRun(tmp_path / "r", {"steps": 100}, RunOptions(ckpt_every=1000, ckpt_minutes=0.5), steps=100,
                       resume=False, desc="t", show_progress=False)

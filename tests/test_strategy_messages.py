@@ -56,7 +56,7 @@ def test_from_dict_accepts_whole_number_steps_and_the_authors_keys():
                                       ("manual_temp", [None]), ("manual_cfg", "x")])
 def test_official_refusals_name_the_official_key(key, bad):
     m = _msg(from_official, {**OFFICIAL, key: bad}, source="cfg.yaml")
-    assert m.startswith(f"strategy: {key}"), m
+    assert m.startswith(f"cfg.yaml: {key}"), m          # the file, then the authors' key
 
 
 def test_official_messages_name_the_source_or_say_official():
@@ -77,7 +77,7 @@ def test_load_reads_the_authors_yaml_under_both_suffixes(tmp_path, suffix):
     st = Strategy.load(p)
     assert st.source == str(p) and st.rounding == "floor" and st.r == (0.6, 0.0)
     p.write_text(yaml.safe_dump({**OFFICIAL, "manual_cfg": "x"}))
-    assert _msg(Strategy.load, p).startswith("strategy: manual_cfg must be a list")
+    assert _msg(Strategy.load, p) == f"{p}: manual_cfg must be a list of numbers, got 'x'"
 
 
 def test_save_official_yaml_states_rule_and_order_and_keeps_key_order(tmp_path):

@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 from .assets import ASSETS
+from .checkpoint import has_checkpoint
 from .io import AutonatError, atomic_write_json, load_json
 
 STAGES = ("perceptual", "tokenizer", "tokens", "featnet", "uvit", "enat", "search", "install")
@@ -37,13 +38,17 @@ REFERENCE_SEARCH = dict(method="spsa", n=1000, lr_other=0.05, lr_ratio=0.002)
 REFERENCE_SEARCH_ROUNDS = {("uvit", 4): [(0, 40), (1, 16)], ("uvit", 8): [(0, 30)], ("enat", 8): [(0, 20)]}
 
 
+def _started(out: Path) -> bool:
+    """A run was begun in `out` (possibly stopped before its first checkpoint): resume it."""
+    return has_checkpoint(out) or (out / "train_config.json").is_file()
+
+
 def _done(path: Path, name: str = "model.safetensors") -> bool:
     return (path / name).is_file()
 
 
 def build_reference(work: str | Path, install: bool = False, stages: list[str] | None = None,
                     show_progress: bool = True) -> dict:
-    from .checkpoint import has_checkpoint
     from .metrics.featnet_train import FeatureNetTrainConfig, train_featnet
     from .tokenizer.model import TokenizerConfig
     from .tokenizer.train import TokenizerTrainConfig, train_tokenizer
@@ -51,11 +56,13 @@ def build_reference(work: str | Path, install: bool = False, stages: list[str] |
     from .training import TrainConfig, train
 
     work = Path(work)
-    work.mkdir(parents=True, exist_ok=True)
     stages = stages or list(STAGES)
     bad = set(stages) - set(STAGES)
     if bad:
-        raise AutonatError(f"unknown stage(s) {sorted(bad)}; stages: {STAGES}")
+        raise AutonatError(f"unknown stage(s) {sorted(bad)}; stages: {', '.join(STAGES)}")
+    if work.exists() and not work.is_dir():
+        raise AutonatError(f"--work {work} exists and is not a directory")
+    work.mkdir(parents=True, exist_ok=True)
     if install and "install" not in stages:
         stages.append("install")
     timings = load_json(work / "timings.json") if (work / "timings.json").is_file() else {}
@@ -69,11 +76,11 @@ def build_reference(work: str | Path, install: bool = False, stages: list[str] |
     tok_dir, feat_dir, perc_dir = work / "tokenizer", work / "featnet", work / "perceptual"
     if "perceptual" in stages and not _done(perc_dir):
         timed("perceptual", lambda: train_featnet(FeatureNetTrainConfig(**REFERENCE_PERCEPTUAL), perc_dir,
-                                                  resume=has_checkpoint(perc_dir), show_progress=show_progress))
+                                                  resume=_started(perc_dir), show_progress=show_progress))
     if "tokenizer" in stages and not _done(tok_dir):
         tcfg = TokenizerTrainConfig(**REFERENCE_TOKENIZER, perceptual_net=str(perc_dir))
         timed("tokenizer", lambda: train_tokenizer(TokenizerConfig(), tcfg, tok_dir,
-                                                   resume=has_checkpoint(tok_dir), show_progress=show_progress))
+                                                   resume=_started(tok_dir), show_progress=show_progress))
     if "tokens" in stages and not (work / "tokens-train" / "manifest.json").is_file():
         def tokens():
             tokenize(TokenizeConfig(tokenizer=str(tok_dir), split="train", hflip=True), work / "tokens-train",
@@ -82,13 +89,13 @@ def build_reference(work: str | Path, install: bool = False, stages: list[str] |
                      show_progress=show_progress)
         timed("tokens", tokens)
     if "featnet" in stages and not _done(feat_dir):
-        timed("featnet", lambda: train_featnet(FeatureNetTrainConfig(), feat_dir, resume=has_checkpoint(feat_dir),
+        timed("featnet", lambda: train_featnet(FeatureNetTrainConfig(), feat_dir, resume=_started(feat_dir),
                                                show_progress=show_progress))
     for arch, name in (("uvit", "small"), ("enat", "enat-small")):
         out = work / f"{arch}-small"
         if arch in stages and not _done(out):
             cfg = TrainConfig(tokens=str(work / "tokens-train"), model=name, **REFERENCE_TRAIN)
-            timed(arch, lambda: train(cfg, out, resume=has_checkpoint(out), show_progress=show_progress))
+            timed(arch, lambda: train(cfg, out, resume=_started(out), show_progress=show_progress))
     if "search" in stages:
         for (arch, T), rounds in REFERENCE_SEARCH_ROUNDS.items():
             init = "maskgit"

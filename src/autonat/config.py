@@ -25,12 +25,14 @@ T = TypeVar("T")
 
 def opt(default: Any = dataclasses.MISSING, help: str = "", *, min: float | None = None,
         max: float | None = None, choices: tuple | None = None, cli: bool = True,
-        finite: bool = True, aliases: tuple[str, ...] = (), default_factory: Any = dataclasses.MISSING) -> Any:
+        finite: bool = True, aliases: tuple[str, ...] = (), default_factory: Any = dataclasses.MISSING,
+        check: Any = None) -> Any:
     """A dataclass field with help text and bounds (`min`/`max` inclusive) in its metadata.
     `cli=False` keeps it off the command line; `finite=False` allows inf/nan for floats;
-    `aliases` are further flags for the same option."""
+    `aliases` are further flags for the same option; `check(value)` raises an AutonatError for
+    a value the other rules cannot describe (e.g. a colour)."""
     meta = {"help": help, "min": min, "max": max, "choices": choices, "cli": cli, "finite": finite,
-            "aliases": aliases}
+            "aliases": aliases, "check": check}
     if default_factory is not dataclasses.MISSING:
         return dataclasses.field(default_factory=default_factory, metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
@@ -49,7 +51,7 @@ def _base_type(annotation: Any) -> tuple[Any, bool]:
 
 
 def _check_scalar(name: str, value: Any, kind: Any, meta: Mapping[str, Any]) -> None:
-    where = f"{name} ({flag_name(name)})"
+    where = f"{name} ({flag_name(name)})" if meta.get("cli", True) else name
     if kind is bool:
         if not isinstance(value, bool):
             raise AutonatError(f"{where} must be true or false, got {value!r}")
@@ -72,6 +74,8 @@ def _check_scalar(name: str, value: Any, kind: Any, meta: Mapping[str, Any]) -> 
         raise AutonatError(f"{where} must be >= {lo}, got {value!r}")
     if hi is not None and value > hi:
         raise AutonatError(f"{where} must be <= {hi}, got {value!r}")
+    if meta.get("check") is not None:
+        meta["check"](value)
 
 
 def validate(cfg: Any) -> None:

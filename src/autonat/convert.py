@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -39,10 +40,11 @@ def read_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise AutonatError(f"checkpoint not found: {path}")
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():          # torch warns about odd pickle protocols of junk files
+            warnings.simplefilter("ignore")
+            obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - pickle/zip errors come in many types
-        raise AutonatError(f"{path}: cannot be read safely with torch.load(weights_only=True) "
-                           f"({str(e).splitlines()[0][:200]})") from None
+        raise AutonatError(f"{path}: {_unreadable_reason(path, e)}") from None
     for key in ("state_dict", "model", "nnet", "model_ema", "ema"):
         if isinstance(obj, dict) and isinstance(obj.get(key), dict) and not torch.is_tensor(obj.get(key)):
             obj = obj[key]
@@ -52,28 +54,89 @@ def read_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
     return {k.removeprefix("module."): v for k, v in obj.items()}
 
 
+def _unreadable_reason(path: Path, error: Exception) -> str:
+    """Why torch.load(weights_only=True) refused a file, in words (no terminal codes, no hints
+    about torch versions that do not apply)."""
+    import pickle
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if not (head[:2] == b"PK" or head[:1] == b"\x80"):
+        return "not a PyTorch checkpoint (neither a torch.save zip archive nor a pickle)"
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(error))
+    what = re.search(r"(?:Unsupported global: |unsupported )GLOBAL ([\w.]+)", text)
+    if isinstance(error, pickle.UnpicklingError) and what:
+        return (f"holds a pickled {what.group(1)}, not only tensors; autonat reads plain tensor state dicts "
+                f"(torch.load with weights_only=True never runs code from a file)")
+    detail = re.search(r"WeightsUnpickler error:\s*(\S[^\n]*)", text)
+    first = (detail.group(1) if detail else text.splitlines()[0] if text else type(error).__name__).split(". ")[0][:160]
+    return f"damaged, truncated or not a PyTorch checkpoint ({first})"
+
+
 def detect(state: dict[str, torch.Tensor]) -> str:
-    if "context_embed.word_embeddings.weight" in state:
+    """The layout, from the key families (a missing key is the converter's to name)."""
+    def has(*prefixes):
+        return any(k.startswith(prefixes) for k in state)
+    if has("context_embed.", "in_blocks.", "mid_block."):
         return "uvit"
-    if "x_embedder.word_embeddings.weight" in state and "y_embedder.embedding_table.weight" in state:
+    if has("x_embedder.", "y_embedder."):
         return "enat"
-    if "encoder.conv_in.weight" in state and "quantize.embedding.weight" in state:
+    if has("encoder.") and has("quantize."):
         return "vqgan"
     raise AutonatError("unrecognised checkpoint: expected the authors' AutoNAT U-ViT (context_embed.*), "
                        "ENAT (x_embedder.*, y_embedder.*) or MaskGIT VQGAN (encoder.*, quantize.*) keys")
 
 
 class _Keys:
-    """Takes tensors out of a state dict by name; at the end, every key must have been taken."""
+    """Takes tensors out of a state dict by name; at the end, every key must have been taken.
+    Remembers which checkpoint key each taken tensor came from, so errors can name it."""
 
     def __init__(self, state: dict[str, torch.Tensor], what: str):
         self.state, self.what, self.used = state, what, set()
+        self._origin: dict[int, str] = {}
 
-    def __call__(self, key: str) -> torch.Tensor:
+    def __call__(self, key: str, cols: int | None = None) -> torch.Tensor:
+        """The tensor `key` as fp32 (every released weight is floating point and finite); `cols`:
+        the size its last dimension must have (the model width)."""
         if key not in self.state:
             raise AutonatError(f"{self.what}: missing key {key!r}")
+        t = self.state[key]
+        if not t.is_floating_point():
+            raise AutonatError(f"{self.what}: weight {key} is stored as {t.dtype}, expected floating point")
+        if cols is not None and (t.ndim < 1 or t.shape[-1] != cols):
+            raise AutonatError(f"{self.what}: {key}: expected shape [..., {cols}] (the model width), "
+                               f"found {list(t.shape)}")
+        t = t.float()
+        if t.device.type != "meta" and not bool(torch.isfinite(t).all()):
+            raise AutonatError(f"{self.what}: weight {key} contains non-finite values (NaN/inf)")
         self.used.add(key)
-        return self.state[key].float()
+        self._origin[id(t)] = key
+        return t
+
+    def consistent(self, pattern: str) -> None:
+        """Keys matching `pattern` (whose group 1 is a block index) must have the same shape in
+        every block; the odd one out is named with the shape the other blocks have."""
+        rx = re.compile(pattern)
+        by_suffix: dict[str, dict[str, tuple]] = {}
+        for key, t in self.state.items():
+            m = rx.match(key)
+            if m:
+                by_suffix.setdefault(key[m.end(1):], {})[key] = tuple(t.shape)
+        for suffix, shapes in by_suffix.items():
+            counts: dict[tuple, int] = {}
+            for sh in shapes.values():
+                counts[sh] = counts.get(sh, 0) + 1
+            want = max(counts, key=counts.get)
+            for key, sh in shapes.items():
+                if sh != want:
+                    raise AutonatError(f"{self.what}: {key}: expected shape {list(want)} (as in the other "
+                                       f"blocks), found {list(sh)}")
+
+    def labeller(self, converted: dict[str, torch.Tensor]):
+        """name -> 'checkpoint key (autonat name)' for messages about the converted state."""
+        def label(name: str) -> str:
+            src = self._origin.get(id(converted[name])) if name in converted else None
+            return f"{src} (-> {name})" if src and src != name else name
+        return label
 
     def count(self, pattern: str) -> int:
         rx = re.compile(pattern)
@@ -95,26 +158,33 @@ def _heads(dim: int, heads: int | None) -> int:
     return h
 
 
-def _block(k: _Keys, src: str, dst: str, out: dict, names=("norm1", "attn.proj", "norm2", "mlp.fc1", "mlp.fc2")):
+def _block(k: _Keys, src: str, dst: str, out: dict, names=("norm1", "attn.proj", "norm2", "mlp.fc1", "mlp.fc2"),
+           optional: tuple[str, ...] = ()):
+    """Copy a block's weights and biases; a missing one is an error unless it is an `optional`
+    bias (qkv biases exist only in some layouts)."""
     for n in names:
         for p in ("weight", "bias"):
-            if f"{src}.{n}.{p}" in k.state:
-                out[f"{dst}.{n}.{p}"] = k(f"{src}.{n}.{p}")
+            key = f"{src}.{n}.{p}"
+            if key in k.state or not (p == "bias" and n in optional):
+                out[f"{dst}.{n}.{p}"] = k(key)
 
 
-def uvit_from_official(state: dict, heads: int | None = None) -> tuple[Any, dict, list[str]]:
+def uvit_from_official(state: dict, heads: int | None = None, keys: _Keys | None = None) -> tuple[Any, dict, list[str]]:
     """(UViTConfig, autonat state dict, ignored keys) of the authors' U-ViT."""
     from .models.uvit import UViTConfig
-    k = _Keys(state, "AutoNAT U-ViT checkpoint")
-    tok, ctx = k("token_emb.word_embeddings.weight"), k("context_embed.word_embeddings.weight")
-    dim, n_in = tok.shape[1], k.count(r"in_blocks\.(\d+)\.")
-    cfg = UViTConfig(codebook_size=tok.shape[0] - 1, seq_len=state["token_emb.position_embeddings.weight"].shape[0],
+    k = keys or _Keys(state, "AutoNAT U-ViT checkpoint")
+    k.consistent(r"(?:in_blocks\.\d+|mid_block|out_blocks\.\d+)()\.(?!skip_linear)")
+    k.consistent(r"out_blocks\.(\d+)\.skip_linear")
+    dim = k("mid_block.norm1.weight").shape[0]
+    tok, ctx = k("token_emb.word_embeddings.weight", dim), k("context_embed.word_embeddings.weight", dim)
+    n_in = k.count(r"in_blocks\.(\d+)\.")
+    pos = k("token_emb.position_embeddings.weight", dim)
+    cfg = UViTConfig(codebook_size=tok.shape[0] - 1, seq_len=pos.shape[0],
                      num_classes=ctx.shape[0] - 1, dim=dim, depth=2 * n_in + 1, heads=_heads(dim, heads),
-                     mlp_ratio=state["mid_block.mlp.fc1.weight"].shape[0] / dim,
+                     mlp_ratio=k("mid_block.mlp.fc1.weight", dim).shape[0] / dim,
                      qkv_bias="mid_block.attn.qkv.bias" in state, **VARIANTS["uvit"]["official"])
     out = {"token_emb.weight": tok, "class_emb.weight": ctx,
-           "pos_emb": torch.cat([k("context_embed.position_embeddings.weight"),
-                                 k("token_emb.position_embeddings.weight")]).unsqueeze(0),
+           "pos_emb": torch.cat([k("context_embed.position_embeddings.weight", dim), pos]).unsqueeze(0),
            "in_norm.weight": k("token_emb.LayerNorm.weight"), "in_norm.bias": k("token_emb.LayerNorm.bias"),
            "class_norm.weight": k("context_embed.LayerNorm.weight"),
            "class_norm.bias": k("context_embed.LayerNorm.bias"),
@@ -124,25 +194,29 @@ def uvit_from_official(state: dict, heads: int | None = None) -> tuple[Any, dict
            "head.bias": k("mlm_layer.bias").flatten()[:cfg.codebook_size]}
     names = [f"in_blocks.{i}" for i in range(n_in)] + ["mid_block"] + [f"out_blocks.{i}" for i in range(n_in)]
     for b in names:
-        _block(k, b, b, out, ("norm1", "attn.qkv", "attn.proj", "norm2", "mlp.fc1", "mlp.fc2", "skip_linear"))
+        blocks = ("norm1", "attn.qkv", "attn.proj", "norm2", "mlp.fc1", "mlp.fc2") + \
+            (("skip_linear",) if b.startswith("out_blocks") else ())
+        _block(k, b, b, out, blocks, optional=("attn.qkv",))
     return cfg, out, k.finish()
 
 
-def enat_from_official(state: dict, heads: int | None = None,
-                       enc_dec: tuple[int, int] | None = None) -> tuple[Any, dict, list[str]]:
+def enat_from_official(state: dict, heads: int | None = None, enc_dec: tuple[int, int] | None = None,
+                       keys: _Keys | None = None) -> tuple[Any, dict, list[str]]:
     """(ENATConfig, autonat state dict, ignored keys) of the authors' ENAT."""
     from .models.enat import ENATConfig
-    k = _Keys(state, "ENAT checkpoint")
-    tok = k("x_embedder.word_embeddings.weight")
-    dim, n_blocks = tok.shape[1], k.count(r"blocks\.(\d+)\.")
+    k = keys or _Keys(state, "ENAT checkpoint")
+    k.consistent(r"blocks\.(\d+)\.")
+    dim = k("blocks.0.mlp.fc2.bias").shape[0]
+    tok = k("x_embedder.word_embeddings.weight", dim)
+    n_blocks = k.count(r"blocks\.(\d+)\.")
     E, D = enc_dec or RELEASED_ENC_DEC.get(n_blocks, (None, None))
     if E is None or E + D != n_blocks or min(E, D) < 1:
         raise AutonatError(f"the checkpoint has {n_blocks} blocks; pass --enc-dec E,D with E + D = {n_blocks} "
                            f"(the split is not stored in the weights)")
-    cfg = ENATConfig(codebook_size=tok.shape[0] - 1, seq_len=state["x_embedder.position_embeddings.weight"].shape[0],
-                     num_classes=state["y_embedder.embedding_table.weight"].shape[0] - 1, dim=dim,
+    cfg = ENATConfig(codebook_size=tok.shape[0] - 1, seq_len=k("x_embedder.position_embeddings.weight", dim).shape[0],
+                     num_classes=k("y_embedder.embedding_table.weight", dim).shape[0] - 1, dim=dim,
                      encoder_depth=E, decoder_depth=D, heads=_heads(dim, heads),
-                     mlp_ratio=state["blocks.0.mlp.fc1.weight"].shape[0] / dim, **VARIANTS["enat"]["official"])
+                     mlp_ratio=k("blocks.0.mlp.fc1.weight", dim).shape[0] / dim, **VARIANTS["enat"]["official"])
     out = {"token_emb.weight": tok, "pos_emb": k("x_embedder.position_embeddings.weight").unsqueeze(0),
            "embed_norm.weight": k("x_embedder.LayerNorm.weight"), "embed_norm.bias": k("x_embedder.LayerNorm.bias"),
            "class_emb.weight": k("y_embedder.embedding_table.weight"),
@@ -166,19 +240,45 @@ def enat_from_official(state: dict, heads: int | None = None,
     return cfg, out, k.finish()
 
 
-def vqgan_from_official(state: dict, image_size: int = 256, groups: int = 32) -> tuple[Any, dict, list[str]]:
+def vqgan_from_official(state: dict, image_size: int = 256, groups: int = 32,
+                        keys: _Keys | None = None) -> tuple[Any, dict, list[str]]:
     """(MaskGITVQGANConfig, state dict, ignored keys): the parameter names are the authors'."""
     from .tokenizer.maskgit_vqgan import MaskGITVQGANConfig
-    k = _Keys(state, "MaskGIT VQGAN checkpoint")
-    ch = state["encoder.conv_in.weight"].shape[0]
+    k = keys or _Keys(state, "MaskGIT VQGAN checkpoint")
+    conv_in = k("encoder.conv_in.weight")
+    ch = conv_in.shape[0]
     levels = k.count(r"encoder\.down\.(\d+)\.")
-    mult = tuple(state[f"encoder.down.{i}.block.0.conv1.weight"].shape[0] // ch for i in range(levels))
-    cfg = MaskGITVQGANConfig(image_size=image_size, channels=state["encoder.conv_in.weight"].shape[1], ch=ch,
+    mult = tuple(k(f"encoder.down.{i}.block.0.conv1.weight").shape[0] // ch for i in range(levels))
+    cfg = MaskGITVQGANConfig(image_size=image_size, channels=conv_in.shape[1], ch=ch,
                              ch_mult=mult, num_res_blocks=k.count(r"encoder\.down\.0\.block\.(\d+)\."),
-                             z_channels=state["encoder.conv_out.weight"].shape[0],
-                             codebook_size=state["quantize.embedding.weight"].shape[0], groups=groups)
+                             z_channels=k("encoder.conv_out.weight").shape[0],
+                             codebook_size=k("quantize.embedding.weight").shape[0], groups=groups)
     out = {key: k(key) for key in state if not key.startswith(IGNORED)}
     return cfg, out, k.finish()
+
+
+def _converted(fn, state: dict, path, *args):
+    """(config, converted state, ignored keys, key labeller) of `fn(state, *args)`; a checkpoint
+    whose tensors do not have the released layout (so the conversion itself fails) is an error
+    naming the file."""
+    keys = _Keys(state, str(path))
+    try:
+        cfg, out, ignored = fn(state, *args, keys=keys)
+    except AutonatError:
+        raise
+    except (RuntimeError, ValueError, IndexError, KeyError, ZeroDivisionError) as e:
+        raise AutonatError(f"{path}: the tensors do not have the released layout ({str(e).splitlines()[0][:200]})") \
+            from None
+    return cfg, out, ignored, keys.labeller(out)
+
+
+def _checked(cls, cfg, state: dict, path, label) -> dict:
+    """The converted state checked against the target model's every name, shape and dtype kind
+    (and for non-finite values) before anything is loaded."""
+    from .weights import check_state
+    with torch.device("meta"):
+        skeleton = cls(cfg)
+    return check_state(skeleton.state_dict(), state, str(path), label)
 
 
 def _digest(path: str | Path) -> str:
@@ -204,9 +304,10 @@ def convert(checkpoint: str | Path | None, out: str | Path, *, vqgan: str | Path
     summary: dict[str, Any] = {"out": str(out), "ignored_keys": []}
     tok = None
     if vqgan is not None:
-        tcfg, tstate, ignored = vqgan_from_official(read_checkpoint(vqgan), image_size, groups)
+        vstate = read_checkpoint(vqgan)
+        tcfg, tstate, ignored, label = _converted(vqgan_from_official, vstate, vqgan, image_size, groups)
         tok = MaskGITVQGAN(tcfg)
-        tok.load_state_dict(tstate)
+        tok.load_state_dict(_checked(MaskGITVQGAN, tcfg, tstate, vqgan, label))
         summary.update(tokenizer=f"maskgit-vqgan f{tcfg.factor}, {tcfg.codebook_size} codes",
                        ignored_keys=summary["ignored_keys"] + ignored)
     elif tokenizer is not None:
@@ -222,10 +323,11 @@ def convert(checkpoint: str | Path | None, out: str | Path, *, vqgan: str | Path
     kind = detect(state)
     if kind == "vqgan":
         raise AutonatError(f"{checkpoint} is a VQGAN checkpoint; pass it as --vqgan")
-    cfg, mstate, ignored = (uvit_from_official(state, heads) if kind == "uvit"
-                            else enat_from_official(state, heads, enc_dec))
-    model = (UViT if kind == "uvit" else ENAT)(cfg)
-    model.load_state_dict(mstate)
+    cfg, mstate, ignored, label = (_converted(uvit_from_official, state, checkpoint, heads) if kind == "uvit"
+                                   else _converted(enat_from_official, state, checkpoint, heads, enc_dec))
+    cls = UViT if kind == "uvit" else ENAT
+    model = cls(cfg)
+    model.load_state_dict(_checked(cls, cfg, mstate, checkpoint, label))
     model.meta = {"tokenizer": {"name": "tokenizer", "grid": [tok.config.grid_size] * 2},
                   "training": {"source": f"converted from {Path(checkpoint).name} (sha256 {_digest(checkpoint)})",
                                "mask_dist": "beta:12,3", "class_names": [str(i) for i in range(cfg.num_classes)]}}

@@ -16,6 +16,7 @@ import shutil
 import struct
 import tempfile
 import urllib.request
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -214,8 +215,60 @@ def download_fashion_mnist(dest: str | os.PathLike | None = None, base_url: str 
 # Image folders
 # ----------------------------------------------------------------------------------------------
 
-def _fit(img: Image.Image, resolution: int | None, channels: int) -> np.ndarray:
-    img = img.convert("L" if channels == 1 else "RGB")
+DEFAULT_BACKGROUND = "white"
+_NAMED_COLOURS = {"white": (255, 255, 255), "black": (0, 0, 0), "gray": (128, 128, 128), "grey": (128, 128, 128)}
+
+
+def parse_background(spec: str) -> tuple[int, int, int]:
+    """The colour transparent pixels are composited on: white, black, gray, #RRGGBB or R,G,B."""
+    t = str(spec).strip().lower()
+    if t in _NAMED_COLOURS:
+        return _NAMED_COLOURS[t]
+    try:
+        if t.startswith("#") and len(t) == 7:
+            rgb = tuple(int(t[i:i + 2], 16) for i in (1, 3, 5))
+        else:
+            rgb = tuple(int(v) for v in t.split(","))
+    except ValueError:
+        rgb = ()
+    if len(rgb) != 3 or not all(0 <= v <= 255 for v in rgb):
+        raise AutonatError(f"background (--background) {spec!r}: use white, black, gray, #RRGGBB or R,G,B "
+                           f"with values 0..255")
+    return rgb
+
+
+def _eight_bit(img: Image.Image) -> Image.Image:
+    """16-bit and 32-bit grey images scaled to 8 bits (0..65535 -> 0..255), not clipped."""
+    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+        arr = np.asarray(img, dtype=np.float64)
+        arr = arr / 257.0 if img.mode.startswith("I;16") or arr.max() > 255 else arr
+        return Image.fromarray(np.clip(np.round(arr), 0, 255).astype(np.uint8), mode="L")
+    if img.mode == "F":
+        arr = np.asarray(img, dtype=np.float64)
+        arr = arr * 255.0 if arr.max() <= 1.0 else arr
+        return Image.fromarray(np.clip(np.round(arr), 0, 255).astype(np.uint8), mode="L")
+    return img
+
+
+def _flatten(img: Image.Image, background: tuple[int, int, int]) -> Image.Image:
+    """RGB (or L) with transparency composited on `background` (RGBA, LA, PA, palette or grey/RGB
+    with a transparent colour key); opaque images unchanged."""
+    transparent = img.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in img.info
+    if not transparent:
+        return img
+    with warnings.catch_warnings():           # PIL warns about palette transparency it converts
+        warnings.simplefilter("ignore")
+        rgba = img.convert("RGBA")
+    base = Image.new("RGBA", rgba.size, (*background, 255))
+    return Image.alpha_composite(base, rgba).convert("RGB")
+
+
+def _fit(img: Image.Image, resolution: int | None, channels: int,
+         background: tuple[int, int, int] = _NAMED_COLOURS[DEFAULT_BACKGROUND]) -> np.ndarray:
+    img = _flatten(_eight_bit(img), background)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        img = img.convert("L" if channels == 1 else "RGB")
     if resolution is not None:
         w, h = img.size
         scale = resolution / min(w, h)
@@ -245,22 +298,37 @@ def _detect_channels(paths: list[Path]) -> int:
     return 1
 
 
+def _class_dirs(root: Path) -> list[str]:
+    return sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+
+
 def load_image_folder(root: str | os.PathLike, split: str = "train", resolution: int | None = None,
-                      channels: int | None = None, skip_bad: bool = False) -> ArrayDataset:
+                      channels: int | None = None, skip_bad: bool = False,
+                      background: str = DEFAULT_BACKGROUND) -> ArrayDataset:
     """Load `root/<class>/*` (or a flat folder = one class) resized/center-cropped to `resolution`.
 
-    Class ids follow sorted class-directory names. `channels` None = 1 if every image is
-    grayscale, else 3. A file that cannot be decoded raises an error naming it, unless
-    `skip_bad`, in which case it is skipped and listed in `dataset.skipped`.
+    Class ids follow sorted class-directory names; `root/train` and `root/test` must hold the same
+    classes. `channels` None = 1 if every image is grayscale, else 3. Transparent pixels are
+    composited on `background` (default white); 16-bit images are scaled to 8 bits. A file that
+    cannot be decoded, or an image lying beside the class folders, raises an error naming it,
+    unless `skip_bad`, in which case it is skipped and listed in `dataset.skipped`.
     """
     root = Path(root)
+    bg = parse_background(background)
     if not root.is_dir():
         raise AutonatError(f"data directory not found: {root}")
+    top = root
     if (root / split).is_dir():
         root = root / split
+        others = [s for s in ("train", "test") if s != split and (top / s).is_dir()]
+        for other in others:
+            if _class_dirs(top / other) != _class_dirs(root):
+                raise AutonatError(f"{top}: {split}/ and {other}/ hold different classes ({_class_dirs(root)} vs "
+                                   f"{_class_dirs(top / other)}); both splits need the same class folders")
     elif split != "train":
         raise AutonatError(f"{root}: no '{split}' subdirectory for split {split!r}")
-    classes = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    classes = _class_dirs(root)
+    skipped: list[str] = []
     if classes:
         entries = [(p, ci) for ci, c in enumerate(classes) for p in sorted((root / c).rglob("*"))
                    if p.suffix.lower() in IMAGE_EXTENSIONS]
@@ -268,6 +336,11 @@ def load_image_folder(root: str | os.PathLike, split: str = "train", resolution:
         if empty:
             raise AutonatError(f"{root}: class folder(s) {empty} hold no images ({', '.join(IMAGE_EXTENSIONS)}); "
                                f"remove them or add images (every sub-folder is a class)")
+        stray = [p for p in sorted(root.iterdir()) if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS]
+        if stray and not skip_bad:
+            raise AutonatError(f"{stray[0]}: an image beside the class folders of {root} belongs to no class "
+                               f"({len(stray)} such file(s)); move it into a class folder, or pass --skip-bad")
+        skipped += [str(p) for p in stray]
     else:
         classes = ["all"]
         entries = [(p, 0) for p in sorted(root.iterdir()) if p.suffix.lower() in IMAGE_EXTENSIONS]
@@ -275,13 +348,13 @@ def load_image_folder(root: str | os.PathLike, split: str = "train", resolution:
         raise AutonatError(f"{root}: no images with extensions {IMAGE_EXTENSIONS}")
     if channels is None:
         channels = _detect_channels([p for p, _ in entries])
-    images, labels, skipped = [], [], []
-    h = hashlib.sha256(f"{resolution}:{channels}".encode())
+    images, labels = [], []
+    h = hashlib.sha256(f"{resolution}:{channels}:{bg}".encode())
     for path, label in entries:
         try:
             with Image.open(path) as im:
                 im.load()
-                arr = _fit(im, resolution, channels)
+                arr = _fit(im, resolution, channels, bg)
         except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError) as e:
             if skip_bad:
                 skipped.append(str(path))
@@ -308,8 +381,8 @@ def load_image_folder(root: str | os.PathLike, split: str = "train", resolution:
 # ----------------------------------------------------------------------------------------------
 
 def load_dataset(source: str = "fashion-mnist", split: str = "train", *, resolution: int | None = None,
-                 channels: int | None = None, download: bool = False, skip_bad: bool = False
-                 ) -> ArrayDataset:
+                 channels: int | None = None, download: bool = False, skip_bad: bool = False,
+                 background: str = DEFAULT_BACKGROUND) -> ArrayDataset:
     """Open a dataset by name or path (see module docstring)."""
     if source in ("fashion-mnist", "fmnist"):
         root = find_fashion_mnist()
@@ -328,7 +401,7 @@ def load_dataset(source: str = "fashion-mnist", split: str = "train", *, resolut
         if is_idx_dir(path):
             ds = load_idx_dataset(path, split)
         else:
-            return load_image_folder(path, split, resolution, channels, skip_bad)
+            return load_image_folder(path, split, resolution, channels, skip_bad, background)
     if channels not in (None, 1):
         ds.images = ds.images.expand(-1, channels, -1, -1).contiguous()
     if resolution is not None and resolution != ds.images.shape[-1]:

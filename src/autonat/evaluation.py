@@ -19,7 +19,7 @@ from . import distributed as D
 from .bundle import Bundle
 from .conditioning import Condition
 from .config import opt, validate
-from .data import load_dataset, to_float, to_uint8
+from .data import load_dataset, parse_background, to_float, to_uint8
 from .decode import decode_images
 from .jobs import autocast, progress
 from .metrics.fid import FeatureStats, frechet_distance, inception_score, kid, precision_recall
@@ -27,7 +27,7 @@ from .metrics.reference import extract, reference_features
 from .sampling import IndexedNoise
 from .strategy import Strategy
 
-MAX_SAMPLES = 10_000_000      # an evaluation larger than this is a typo, not a plan
+MAX_SAMPLES = 1_000_000       # an evaluation larger than this is a typo, not a plan (FID-50K is the norm)
 
 
 @dataclass(frozen=True)
@@ -46,6 +46,8 @@ class EvalConfig:
     reference_stats: str = opt("", "pytorch-fid .npz (mu, sigma) to use instead of reference data "
                                    "(precision/recall and KID need features and are skipped)")
     skip_bad: bool = opt(False, "skip unreadable files of the reference data instead of failing")
+    background: str = opt("white", "colour transparent pixels of image files are composited on: white, black, "
+                                   "gray, #RRGGBB or R,G,B", check=parse_background)
     precision_recall: bool = opt(True, "k-NN precision/recall against (up to) 10k reference features")
     kid: bool = opt(False, "also compute KID")
     count_flops: bool = opt(True, "count forward FLOPs per image")
@@ -93,7 +95,7 @@ def evaluate_model(bundle: Bundle, strategy: Strategy, extractor, cfg: EvalConfi
     t0 = time.perf_counter()
     if ref_stats is None and ref_feats is None and D.is_main():   # only rank 0 scores
         ref_feats = reference_features(extractor, cfg.reference_data, cfg.reference_split,
-                                       show_progress=show_progress, skip_bad=cfg.skip_bad)
+                                       show_progress=show_progress, skip_bad=cfg.skip_bad, background=cfg.background)
     cond = bundle.conditioner.for_evaluation(cfg.n, cfg.seed)
     lo, hi = D.shard(cfg.n)
     t1 = time.perf_counter()
@@ -128,8 +130,8 @@ def evaluate_model(bundle: Bundle, strategy: Strategy, extractor, cfg: EvalConfi
 def evaluate_real(extractor, cfg: EvalConfig, show_progress: bool = True) -> dict:
     """Real-vs-real floor: reference (train) statistics vs the first n test images."""
     ref = reference_features(extractor, cfg.reference_data, cfg.reference_split, show_progress=show_progress,
-                             skip_bad=cfg.skip_bad)
-    test = load_dataset(cfg.reference_data, "test", skip_bad=cfg.skip_bad)
+                             skip_bad=cfg.skip_bad, background=cfg.background)
+    test = load_dataset(cfg.reference_data, "test", skip_bad=cfg.skip_bad, background=cfg.background)
     n = min(cfg.n, len(test))
     feats, probs = extract(extractor, test.images[:n], show_progress=show_progress, desc="test features")
     return {**score(feats, probs, ref, extractor.metric_name, cfg), "n": n, "what": "real test vs train"}
@@ -138,8 +140,8 @@ def evaluate_real(extractor, cfg: EvalConfig, show_progress: bool = True) -> dic
 def evaluate_reconstructions(tokenizer, extractor, cfg: EvalConfig, show_progress: bool = True) -> dict:
     """rFID: tokenizer reconstructions of the first n test images vs reference statistics."""
     ref = reference_features(extractor, cfg.reference_data, cfg.reference_split, show_progress=show_progress,
-                             skip_bad=cfg.skip_bad)
-    test = load_dataset(cfg.reference_data, "test", skip_bad=cfg.skip_bad)
+                             skip_bad=cfg.skip_bad, background=cfg.background)
+    test = load_dataset(cfg.reference_data, "test", skip_bad=cfg.skip_bad, background=cfg.background)
     n = min(cfg.n, len(test))
     recs = []
     device = tokenizer.codebook_device
@@ -165,7 +167,7 @@ class EvaluateConfig:
     tokenizer: str = opt("", "shipped name or directory (default: the model's)")
     strategy: str = opt("maskgit", "a preset, autonat (searched for this model) or a strategy file (see `sample`)")
     steps: int = opt(8, "decoding steps T", min=1, max=4096)
-    guidance: float | None = opt(None, "override s(t) with this constant", min=0.0)
+    guidance: float | None = opt(None, "override s(t) with this constant", min=0.0, max=1000.0)
     reuse: bool = opt(True, "ENAT: reuse features across steps (--no-reuse recomputes every step)")
     features: str = opt("fmnist", "feature network: a featnet (the shipped Fashion-MNIST one, or --featnet) "
                                   "or InceptionV3 (pytorch-fid weights)", choices=("fmnist", "inception"))

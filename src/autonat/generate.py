@@ -29,11 +29,12 @@ class SampleConfig:
     strategy: str = opt("maskgit", "maskgit[:LAMBDA,K] | halton[:W,M0,M1] | enat | autonat (the strategy "
                                    "searched for this model) | autonat-imagenet-t8 | PATH.json/.yaml")
     steps: int = opt(8, "decoding steps T", min=1, max=4096)
-    guidance: float | None = opt(None, "override s(t) with this constant (default: the strategy's)", min=0.0)
+    guidance: float | None = opt(None, "override s(t) with this constant (default: the strategy's)", min=0.0,
+                                 max=1000.0)
     classes: str = opt("", "comma-separated class ids or names, 'null' = unconditional (default: all "
                            "classes, round-robin)")
     n: int = opt(64, "number of images", min=1, max=1_000_000, aliases=("--num-samples",))
-    seed: int = opt(0, "sampling seed", min=0)
+    seed: int = opt(0, "sampling seed", min=0, max=2**63 - 1)
     batch_size: int = opt(256, "images per sampling batch", min=1)
     trace: bool = opt(False, "also write trace.json and a decoding strip (strip.png)")
     reuse: bool = opt(True, "ENAT: reuse features across steps (--no-reuse recomputes every step)")

@@ -101,26 +101,49 @@ class AtomicDir:
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
         self.tmp: Path | None = None
+        self.created: list[Path] = []       # parent directories this writer made (removed on error)
 
     def __enter__(self) -> Path:
+        if self.path.is_symlink():
+            raise AutonatError(f"{self.path} is a symbolic link; give the name of a new directory")
+        missing = []
+        parent = self.path.parent
+        while not parent.exists():
+            missing.append(parent)
+            parent = parent.parent
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.created = missing
         self.tmp = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.", suffix=".tmp",
                                          dir=self.path.parent))
         return self.tmp
 
+    def _clean_up(self) -> None:
+        shutil.rmtree(self.tmp, ignore_errors=True)
+        for d in self.created:                 # innermost first; only if still empty
+            try:
+                d.rmdir()
+            except OSError:
+                break
+
     def __exit__(self, exc_type, exc, tb) -> None:
         assert self.tmp is not None
         if exc_type is not None:
-            shutil.rmtree(self.tmp, ignore_errors=True)
+            self._clean_up()
             return
         os.chmod(self.tmp, 0o755)  # mkdtemp creates 0700
         old = None
-        if self.path.exists():
-            old = self.path.with_name(f".{self.path.name}.old-{os.getpid()}")
-            if old.exists():
-                shutil.rmtree(old)
-            os.replace(self.path, old)
-        os.replace(self.tmp, self.path)
+        try:
+            if self.path.exists():
+                old = self.path.with_name(f".{self.path.name}.old-{os.getpid()}")
+                if old.exists():
+                    shutil.rmtree(old)
+                os.replace(self.path, old)
+            os.replace(self.tmp, self.path)
+        except OSError as e:
+            if old is not None and not self.path.exists():
+                os.replace(old, self.path)          # put the previous version back
+            self._clean_up()
+            raise AutonatError(f"cannot write {self.path}: {e.strerror or e}") from None
         _fsync_dir(self.path.parent)
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)

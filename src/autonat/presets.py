@@ -26,7 +26,8 @@ import numpy as np
 from .io import AutonatError
 from .strategy import Strategy, from_official
 
-# AutoNAT-L, ImageNet-256, T=8, as released (reference-code-facts.md).
+# AutoNAT-L, ImageNet-256, T=8: the strategy the authors released with their checkpoint
+# (LeapLabTHU/ImprovedNAT configs; official YAML keys, see `autonat.strategy`).
 AUTONAT_IMAGENET_T8 = {
     "manual_ratios": [0.95316, 0.87954, 0.79402, 0.74600, 0.62498, 0.40732, 0.26066],
     "manual_temp": [2.4049, 2.4776, 1.1917, 0.76854, 1.0673, 0.93537, 0.78438],
@@ -82,18 +83,13 @@ def autonat_imagenet_t8() -> Strategy:
     return replace(from_official(AUTONAT_IMAGENET_T8), name="autonat-imagenet-t8")
 
 
-# name -> (builder(steps, *numbers), max number of numbers after the colon, needs steps)
-PRESETS: dict[str, tuple[Callable[..., Strategy], int]] = {
-    "maskgit": (maskgit, 2),
-    "halton": (halton, 3),
-    "enat": (enat, 3),
+# name -> (builder(steps, *numbers), its spelling with the numbers it takes after the colon)
+PRESETS: dict[str, tuple[Callable[..., Strategy], str]] = {
+    "maskgit": (maskgit, "maskgit[:LAMBDA,K]"),
+    "halton": (halton, "halton[:W,M0,M1]"),
+    "enat": (enat, "enat[:TAU1,TAU2,CFG]"),
 }
 FIXED = {"autonat-imagenet-t8": autonat_imagenet_t8}
-
-
-def register_preset(name: str, builder: Callable[..., Strategy], max_args: int) -> None:
-    """Add a preset `name[:a,b,...]` built by `builder(steps, *numbers)`."""
-    PRESETS[name] = (builder, max_args)
 
 
 def searched_strategy(folder: str | Path | None, steps: int, model: str = "this model") -> Strategy:
@@ -121,7 +117,8 @@ def resolve_strategy(spec: str | Strategy, steps: int | None = None, strategies_
         spec = str(spec).strip()
         name, _, args = spec.partition(":")
         if name in PRESETS:
-            builder, max_args = PRESETS[name]
+            builder, usage = PRESETS[name]
+            max_args = usage.count(",") + 1
             if steps is None:
                 raise AutonatError(f"the {name} preset needs a number of steps (--steps)")
             try:
@@ -129,8 +126,8 @@ def resolve_strategy(spec: str | Strategy, steps: int | None = None, strategies_
             except ValueError:
                 nums = None
             if nums is None or len(nums) > max_args or not all(math.isfinite(v) for v in nums):
-                raise AutonatError(f"bad preset {spec!r}: {name} takes up to {max_args} numbers after "
-                                   f"the colon ({builder.__doc__.splitlines()[0].strip()})")
+                raise AutonatError(f"bad preset {spec!r}: write {usage} (up to {max_args} finite numbers after "
+                                   f"the colon)")
             st = builder(steps, *nums)
         elif spec in FIXED:
             st = FIXED[spec]()

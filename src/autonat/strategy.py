@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Sequence
@@ -46,6 +47,11 @@ GUIDANCE_FORMULAS = ("logits",)
 ROUNDING_RULES = ("ceil", "floor", "floor-unclamped")
 ORDERS = ("confidence", "halton")
 MAX_STEPS = 4096
+# Beyond these the sampler's fp32 arithmetic overflows (l / tau1, l_c + s (l_c - l_u)) and every
+# token comes out the same: such values are typos, refused with the bound.
+MAX_GUIDANCE = 1000.0
+MIN_TEMPERATURE = 1e-6      # tau1 in (0, 1e-6): use 0, which means argmax
+MAX_TEMPERATURE = 1e6
 FORMAT = "autonat-strategy"
 SCHEDULES = ("r", "tau1", "tau2", "s")
 FIELDS = ("format", "version", "name", "steps", "guidance", "rounding", "order", "always_uncond", *SCHEDULES)
@@ -103,6 +109,17 @@ class Strategy:
                          ("s", "guidance scales")):
             if any(v < 0 for v in getattr(self, f)):
                 raise AutonatError(f"strategy: {label} ({f}) must be >= 0; got {list(getattr(self, f))}")
+        if max(self.s) > MAX_GUIDANCE:
+            raise AutonatError(f"strategy: guidance scales (s) must be <= {MAX_GUIDANCE:g} (larger ones overflow "
+                               f"the logits); got {max(self.s):g}")
+        for f in ("tau1", "tau2"):
+            big = max(getattr(self, f))
+            if big > MAX_TEMPERATURE:
+                raise AutonatError(f"strategy: {f} must be <= {MAX_TEMPERATURE:g}; got {big:g}")
+        tiny = [v for v in self.tau1 if 0 < v < MIN_TEMPERATURE]
+        if tiny:
+            raise AutonatError(f"strategy: a sampling temperature (tau1) of {tiny[0]:g} overflows the logits; "
+                               f"use 0 for argmax, or at least {MIN_TEMPERATURE:g}")
         for f, allowed in (("guidance", GUIDANCE_FORMULAS), ("rounding", ROUNDING_RULES), ("order", ORDERS)):
             if getattr(self, f) not in allowed:
                 raise AutonatError(f"strategy: unknown {f} {getattr(self, f)!r}; known: {', '.join(allowed)}")
@@ -237,16 +254,23 @@ def from_official(d: Any, source: str = "") -> Strategy:
     missing = [k for k in OFFICIAL_KEYS if k not in d]
     if missing:
         raise AutonatError(f"{where}lacks key(s) {missing} (needs {', '.join(OFFICIAL_KEYS)})")
-    tau1 = _floats("manual_samp_temp", d["manual_samp_temp"])
-    T = len(tau1)
-    r = _floats("manual_ratios", d["manual_ratios"]) + (0.0,)
-    tau2 = _floats("manual_temp", d["manual_temp"]) + (0.0,)
-    s = _floats("manual_cfg", d["manual_cfg"])
-    if len(r) != T or len(tau2) != T:
-        raise AutonatError(f"{where}manual_ratios/manual_temp need T-1={T - 1} values for T={T} steps "
-                           f"(got {len(r) - 1}, {len(tau2) - 1})")
-    return Strategy(r=r, tau1=tau1, tau2=tau2, s=s, rounding="floor", always_uncond=True,
-                    name=str(d.get("name", "official")))
+    try:
+        tau1 = _floats("manual_samp_temp", d["manual_samp_temp"])
+        T = len(tau1)
+        r = _floats("manual_ratios", d["manual_ratios"]) + (0.0,)
+        tau2 = _floats("manual_temp", d["manual_temp"]) + (0.0,)
+        s = _floats("manual_cfg", d["manual_cfg"])
+        if len(r) != T or len(tau2) != T:
+            raise AutonatError(f"manual_ratios/manual_temp need T-1={T - 1} values for T={T} steps "
+                               f"(got {len(r) - 1}, {len(tau2) - 1})")
+        return Strategy(r=r, tau1=tau1, tau2=tau2, s=s, rounding="floor", always_uncond=True,
+                        name=str(d.get("name", "official")))
+    except AutonatError as e:       # name the file and the authors' key, not autonat's field
+        msg = str(e).removeprefix("strategy: ")
+        for field_, key in (("tau1", "manual_samp_temp"), ("tau2", "manual_temp"), ("s", "manual_cfg"),
+                            ("r", "manual_ratios")):
+            msg = re.sub(rf"\b{field_}\b(?=[\[ )])", key, msg)
+        raise AutonatError(f"{where}{msg}") from None
 
 
 def to_official(st: Strategy) -> dict:

@@ -27,7 +27,7 @@ import torch
 from .assets import SHIPPED
 from .conditioning import ClassCondition
 from .config import opt, validate
-from .data import ArrayDataset, to_float
+from .data import ArrayDataset, parse_background, to_float
 from .io import AutonatError, atomic_write_json, load_json
 from .jobs import autocast, progress
 
@@ -45,6 +45,8 @@ class TokenizeConfig:
     resolution: int | None = opt(None, "override the tokenizer's image size (must still match it)", min=4, max=4096)
     channels: int | None = opt(None, "override the tokenizer's channels (must still match it)", choices=(1, 3))
     skip_bad: bool = opt(False, "skip unreadable image files (counted and reported) instead of failing")
+    background: str = opt("white", "colour transparent pixels of image files are composited on: white, black, "
+                                   "gray, #RRGGBB or R,G,B", check=parse_background)
     download: bool = opt(False, "download Fashion-MNIST from the official source if absent (sha256-verified)")
     bf16: bool = opt(False, "encode in bf16 (can flip the nearest code of borderline vectors)")
     device: str = opt("auto", "auto (CUDA if available), cpu, cuda, cuda:N")
@@ -60,7 +62,8 @@ def tokenize(cfg: TokenizeConfig, out: str | os.PathLike, show_progress: bool = 
     from .tokenizer import load as load_tokenizer
     tok = load_tokenizer(cfg.tokenizer, pick_device(cfg.device))
     ds = load_dataset(cfg.data, cfg.split, resolution=cfg.resolution or tok.config.image_size,
-                      channels=cfg.channels or tok.config.channels, download=cfg.download, skip_bad=cfg.skip_bad)
+                      channels=cfg.channels or tok.config.channels, download=cfg.download, skip_bad=cfg.skip_bad,
+                      background=cfg.background)
     if ds.skipped and log:
         log(f"skipped {len(ds.skipped)} unreadable file(s), e.g. {ds.skipped[0]}")
     name = cfg.tokenizer if cfg.tokenizer in SHIPPED["tokenizer"] else str(Path(cfg.tokenizer).resolve())

@@ -98,9 +98,10 @@ class TrainingRun:
         if self.out.exists() and not self.out.is_dir():
             raise AutonatError(f"--out {self.out} exists and is not a directory")
         if self.resume:
-            if not has_checkpoint(self.out):
+            if not has_checkpoint(self.out) and not (self.out / "train_config.json").is_file():
                 raise AutonatError(f"--resume: no checkpoint in {self.out}/checkpoint (nothing to resume; "
                                    f"run without --resume to start)")
+            # a run stopped before its first checkpoint restarts from step 0 under the same options
             self._check_same_config()
         elif has_checkpoint(self.out) or (self.out / "train_config.json").exists():
             raise AutonatError(f"{self.out} already holds a training run; pass --resume to continue it "
@@ -129,7 +130,7 @@ class TrainingRun:
     def start(self) -> dict[str, Any] | None:
         """Create the run (or reopen it for --resume); returns the checkpoint to resume from."""
         self.check()
-        ck = load_checkpoint(self.out) if self.resume else None
+        ck = load_checkpoint(self.out) if self.resume and has_checkpoint(self.out) else None
         D.barrier()                     # every rank has checked `out` before the main one writes
         if self.main:
             self.created = not self.out.exists()

@@ -24,20 +24,41 @@ from .io import AutonatError, load_tensors
 MAX_LISTED = 6
 
 
-def _diff(expected: dict[str, tuple], found: dict[str, tuple]) -> list[str]:
+def _diff(expected: dict[str, tuple], found: dict[str, tuple], label=lambda k: k) -> list[str]:
+    """Missing, unexpected and wrong-shape names (`label` names a key for the reader, e.g. the
+    checkpoint key it came from)."""
     missing = sorted(set(expected) - set(found))
     unexpected = sorted(set(found) - set(expected))
     wrong = sorted(k for k in set(expected) & set(found) if expected[k] != found[k])
     out = []
     if missing:
-        out.append(f"missing {len(missing)}: {', '.join(missing[:MAX_LISTED])}" + (" ..." if len(missing) > MAX_LISTED else ""))
+        out.append(f"missing {len(missing)}: {', '.join(map(label, missing[:MAX_LISTED]))}"
+                   + (" ..." if len(missing) > MAX_LISTED else ""))
     if unexpected:
-        out.append(f"unexpected {len(unexpected)}: {', '.join(unexpected[:MAX_LISTED])}"
+        out.append(f"unexpected {len(unexpected)}: {', '.join(map(label, unexpected[:MAX_LISTED]))}"
                    + (" ..." if len(unexpected) > MAX_LISTED else ""))
     if wrong:
-        out.append("shape mismatch: " + ", ".join(f"{k} {list(found[k])} (config wants {list(expected[k])})"
+        out.append("shape mismatch: " + ", ".join(f"{label(k)}: expected {list(expected[k])}, found {list(found[k])}"
                                                   for k in wrong[:MAX_LISTED]) + (" ..." if len(wrong) > MAX_LISTED else ""))
     return out
+
+
+def check_state(expected: dict[str, torch.Tensor], state: dict[str, torch.Tensor], what: str,
+                label=lambda k: k) -> dict[str, torch.Tensor]:
+    """Every expected name present with its shape and kind of dtype, nothing unexpected, no
+    non-finite value; returns the state with floating tensors as fp32. `expected` may hold meta
+    tensors (a skeleton's state dict)."""
+    problems = _diff({k: tuple(v.shape) for k, v in expected.items()}, {k: tuple(v.shape) for k, v in state.items()},
+                     label)
+    if problems:
+        raise AutonatError(f"{what}: weights do not match the model ({'; '.join(problems)})")
+    wrong = [k for k, v in state.items() if expected[k].is_floating_point() != v.is_floating_point()]
+    if wrong:
+        k = wrong[0]
+        raise AutonatError(f"{what}: weight {label(k)} is stored as {state[k].dtype}, expected "
+                           f"{'a floating-point' if expected[k].is_floating_point() else 'an integer'} tensor "
+                           f"({len(wrong)} such weight(s))")
+    return check_tensors(state, what, label)
 
 
 def header_shapes(path: Path) -> dict[str, tuple]:
@@ -49,7 +70,7 @@ def header_shapes(path: Path) -> dict[str, tuple]:
         raise AutonatError(f"cannot read weights {path}: {str(e).splitlines()[0][:200]}") from None
 
 
-def check_tensors(state: dict[str, torch.Tensor], what: str) -> dict[str, torch.Tensor]:
+def check_tensors(state: dict[str, torch.Tensor], what: str, label=lambda k: k) -> dict[str, torch.Tensor]:
     """Reject non-finite floating values; floating tensors become fp32."""
     out = {}
     for k, v in state.items():
@@ -57,10 +78,10 @@ def check_tensors(state: dict[str, torch.Tensor], what: str) -> dict[str, torch.
             v = v.float()
             if not bool(torch.isfinite(v).all()):
                 bad = int((~torch.isfinite(v)).sum())
-                raise AutonatError(f"{what}: weight {k} contains {bad} non-finite value(s) (NaN/inf); "
+                raise AutonatError(f"{what}: weight {label(k)} contains {bad} non-finite value(s) (NaN/inf); "
                                    f"the file is damaged or the training diverged")
         elif v.dtype not in (torch.int64, torch.int32, torch.bool, torch.uint8):
-            raise AutonatError(f"{what}: weight {k} has unsupported dtype {v.dtype}")
+            raise AutonatError(f"{what}: weight {label(k)} has unsupported dtype {v.dtype}")
         out[k] = v
     return out
 
@@ -89,6 +110,8 @@ def build_and_load(cls: type[nn.Module] | Any, config: Any, path: str | Path, wh
     if problems:
         raise AutonatError(f"{what}: weights do not match the config ({'; '.join(problems)})")
     model = cls(config)
-    state = check_tensors(load_tensors(path), what)
+    state = load_tensors(path)
+    kinds = {k: v for k, v in skeleton.state_dict().items() if k in state}
+    state = check_state(kinds, state, what)
     model.load_state_dict(state, strict=not allow_missing)
     return model

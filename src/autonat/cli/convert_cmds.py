@@ -32,7 +32,11 @@ def cmd_convert(args) -> int:
         if Path(args.out).exists():
             raise AutonatError(f"--out {args.out} already exists")
         st = Strategy.load(args.strategy)
-        st.save(args.out)
+        if Path(args.out).suffix in (".yaml", ".yml"):      # the official keys, readable by `autonat strategy`
+            from ..strategy import save_official_yaml
+            save_official_yaml(st, args.out)
+        else:
+            st.save(args.out)
         print_json({"out": args.out, "steps": st.steps, "rounding": st.rounding})
         return 0
     enc_dec = None

@@ -56,7 +56,8 @@ def cmd_tokenizer_eval(args) -> int:
     from ..tokenizer.train import evaluate_tokenizer
     tok = load_tokenizer(args.tokenizer, pick_device(args.device))
     ds = load_dataset(args.data, args.split, resolution=args.resolution or tok.config.image_size,
-                      channels=args.channels or tok.config.channels, download=args.download, skip_bad=args.skip_bad)
+                      channels=args.channels or tok.config.channels, download=args.download, skip_bad=args.skip_bad,
+                      background=args.background)
     if args.n is not None and args.n < 1:
         raise AutonatError(f"--n must be >= 1, got {args.n}")
     if ds.image_shape != (tok.config.channels, tok.config.image_size, tok.config.image_size):

@@ -25,6 +25,13 @@ def cmd_demo(args) -> int:
         raise AutonatError("the demo needs gradio: pip install 'autonat[demo]'")
     if not 0 < args.port < 65536:
         raise AutonatError(f"--port must lie in 1..65535, got {args.port}")
+    from ..assets import resolve
+    for opt_name, value in (("--model", args.model), ("--enat-model", args.enat_model)):
+        if value:
+            try:
+                resolve("model", value)
+            except AutonatError as e:
+                raise AutonatError(f"{opt_name}: {e}") from None
     from ..app import launch
     launch(model=args.model, enat_model=args.enat_model, host=args.host, port=args.port,
            device=args.device, share=args.share)

@@ -7,6 +7,9 @@ from .common import info, print_json, print_result, show_progress
 from .options import add_config_args, config_from_args
 
 
+BACKGROUND_HELP = ("colour transparent pixels of image files are composited on: white, black, gray, #RRGGBB "
+                   "or R,G,B (default: %(default)s)")
+
 def register(sub, common) -> None:
     from ..evaluation import EvaluateConfig
     from ..metrics.featnet_train import FeatureNetTrainConfig
@@ -37,6 +40,7 @@ def register(sub, common) -> None:
     p.add_argument("--featnet", default="fashion-mnist", help="shipped name or directory (default: %(default)s)")
     p.add_argument("--data", default="fashion-mnist", help="data with a test split (default: %(default)s)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N (default: %(default)s)")
+    p.add_argument("--background", default="white", help=BACKGROUND_HELP)
     p.set_defaults(func=cmd_featnet_eval)
 
     p = sub.add_parser("stats", parents=[common],
@@ -48,6 +52,7 @@ def register(sub, common) -> None:
     p.add_argument("--inception-weights", default="")
     p.add_argument("--featnet", default="")
     p.add_argument("--device", default="auto", help="(default: %(default)s)")
+    p.add_argument("--background", default="white", help=BACKGROUND_HELP)
     p.set_defaults(func=cmd_stats)
 
 
@@ -75,7 +80,8 @@ def cmd_featnet_eval(args) -> int:
     from ..metrics.featnet_train import accuracy
     from ..metrics.features import FeatureNet
     net = FeatureNet.from_pretrained(args.featnet, pick_device(args.device))
-    test = load_dataset(args.data, "test", resolution=net.config.image_size, channels=net.config.in_channels)
+    test = load_dataset(args.data, "test", resolution=net.config.image_size, channels=net.config.in_channels,
+                        background=args.background)
     print_json({"test_accuracy": accuracy(net, test.images, test.labels), "feature_dim": net.config.feature_dim,
                 "metric": net.config.metric, "identity": net.identity})
     return 0
@@ -86,7 +92,7 @@ def cmd_stats(args) -> int:
     from ..jobs import pick_device
     from ..metrics.reference import reference_stats
     ext = load_feature_extractor(args.features, args.featnet, args.inception_weights, pick_device(args.device))
-    st = reference_stats(ext, args.data, args.split, show_progress=show_progress(args))
+    st = reference_stats(ext, args.data, args.split, show_progress=show_progress(args), background=args.background)
     st.save_npz(args.out)
     print_json({"out": args.out, "n": st.n, "dim": int(st.mu.shape[0]), "metric": ext.metric_name})
     return 0

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 from ..checkpoint import save_checkpoint
 from ..config import config_to_dict, opt, validate
-from ..data import ArrayDataset, has_split, load_dataset, to_float
+from ..data import ArrayDataset, has_split, load_dataset, parse_background, to_float
 from ..io import AutonatError
 from ..jobs import autocast, pick_device
 from ..rng import epoch_indices, step_generator
@@ -30,6 +30,8 @@ class FeatureNetTrainConfig(RunOptions):
     resolution: int | None = opt(None, "resize/center-crop images to this size (default: native)", min=4, max=4096)
     channels: int | None = opt(None, "1 = grayscale, 3 = RGB (default: what the data is)", choices=(1, 3))
     skip_bad: bool = opt(False, "skip unreadable image files instead of failing")
+    background: str = opt("white", "colour transparent pixels of image files are composited on: white, black, "
+                                   "gray, #RRGGBB or R,G,B", check=parse_background)
     epochs: int = opt(12, "passes over the training images", min=1)
     batch_size: int = opt(128, "images per step", min=1)
     lr: float = opt(0.1, "peak learning rate (SGD, Nesterov momentum 0.9)", min=0.0, max=10.0)
@@ -67,7 +69,7 @@ def accuracy(net: FeatureNet, images: torch.Tensor, labels: torch.Tensor, bf16: 
 
 def _splits(cfg: FeatureNetTrainConfig) -> tuple[ArrayDataset, ArrayDataset]:
     """(train, held-out): the test split if the data has one, else 10 % of the train images."""
-    kw = dict(resolution=cfg.resolution, channels=cfg.channels, skip_bad=cfg.skip_bad)
+    kw = dict(resolution=cfg.resolution, channels=cfg.channels, skip_bad=cfg.skip_bad, background=cfg.background)
     train = load_dataset(cfg.data, "train", **kw)
     if has_split(cfg.data, "test"):
         return train, load_dataset(cfg.data, "test", **kw)
@@ -95,6 +97,9 @@ def train_featnet(cfg: FeatureNetTrainConfig, out: str | Path, resume: bool = Fa
     out = Path(out)
     device = pick_device(cfg.device)
     train, test = _splits(cfg)
+    if bool((train.images == train.images[:1]).all()):
+        raise AutonatError(f"{cfg.data}: every training image is identical; a feature network cannot learn "
+                           f"features (and FID would be undefined) from one image")
     steps_per_epoch = len(train) // cfg.batch_size
     if steps_per_epoch < 1:
         raise AutonatError(f"batch_size (--batch-size) {cfg.batch_size} exceeds the {len(train)} training images")

@@ -156,7 +156,11 @@ def with_unit_feature_variance(net: FeatureNet, images: torch.Tensor) -> Feature
     base.load_state_dict(net.state_dict())
     base.eval()
     feats = torch.cat([base.features(to_float(images[s:s + 1000])) for s in range(0, len(images), 1000)])
-    scale = float(1.0 / feats.double().var(dim=0).mean().sqrt())
+    var = float(feats.double().var(dim=0).mean())
+    if not var > 0:
+        raise AutonatError("the feature network's features do not vary over its training images (all equal); "
+                           "it cannot define a FID")
+    scale = float(1.0 / var ** 0.5)
     out = FeatureNet(replace(net.config, feature_scale=round(scale, 6)))
     out.load_state_dict(net.state_dict())
     return out.eval()

@@ -29,6 +29,7 @@ from .. import distributed as D
 from ..bundle import Bundle
 from ..checkpoint import has_checkpoint
 from ..config import config_to_dict, opt, validate
+from ..data import parse_background
 from ..evaluation import EvalConfig, evaluate_model
 from ..io import sha256_file
 from ..masking import SAMPLING_VERSION, Arccos, Beta, MaskRatioDistribution
@@ -94,6 +95,8 @@ class SearchConfig:
                                          "(fashion-mnist, an IDX directory or your image folder)")
     ref_split: str = opt("train", "split of the reference data")
     skip_bad: bool = opt(False, "skip unreadable files of the reference data instead of failing")
+    background: str = opt("white", "colour transparent pixels of image files are composited on: white, black, "
+                                   "gray, #RRGGBB or R,G,B", check=parse_background)
     steps: int = opt(4, "T of the searched strategy", min=2, max=1024)
     n: int = opt(2000, "samples per FID evaluation during the search", min=2, aliases=("--num-samples",))
     n_final: int = opt(10000, "samples of the final fresh-seed evaluations", min=2)

@@ -22,6 +22,7 @@ from ..io import AutonatError, atomic_write_json, load_json
 from ..jobs import pick_device
 from ..presets import resolve_strategy
 from ..strategy import Strategy
+from .generation import searched_knobs
 from .loop import SearchConfig, Searcher, starts
 from .report import write_report
 
@@ -39,6 +40,10 @@ def _check_out(out: Path, cfg: SearchConfig) -> None:
     """Refuse an `out` that holds a search with other settings (or is not a directory)."""
     if out.exists() and not out.is_dir():
         raise AutonatError(f"--out {out} exists and is not a directory")
+    store = out / "trials.sqlite"
+    if store.exists():                      # a damaged store is refused before anything is written
+        from .store import TrialStore
+        TrialStore.open_existing(store).close()
     saved = out / "search_config.json"
     if not saved.is_file():
         return
@@ -63,6 +68,8 @@ def run(cfg: SearchConfig, out: str | Path, log=print, show_progress: bool = Fal
         raise AutonatError("a full search (--only all) needs --tokens (a token cache); use "
                            "--only generation to search the strategy of an existing model")
     inits = [resolve_strategy(spec, cfg.steps) for spec in starts(cfg.init_strategy)]   # bad specs fail first
+    for st in inits:
+        searched_knobs(cfg.gen.knobs, st)                      # ... and knobs the start's order ignores
     init = inits[0]
     _check_out(out, cfg)
     device = D.local_device(pick_device(cfg.device))
@@ -92,7 +99,7 @@ def run(cfg: SearchConfig, out: str | Path, log=print, show_progress: bool = Fal
     if warn:
         log(warn)
     ref = reference_features(extractor, cfg.ref_data, cfg.ref_split, show_progress=show_progress,
-                             skip_bad=cfg.skip_bad) if D.is_main() and not cfg.ref_stats else None
+                             skip_bad=cfg.skip_bad, background=cfg.background) if D.is_main() and not cfg.ref_stats else None
     if cfg.only == "generation":
         s = Searcher(out, cfg, tokenizer, extractor, ref, log=log, show_progress=show_progress)
         results = [s.search_generation(bundle, st, tag="gen" if len(inits) == 1 else f"gen-{spec}")

@@ -9,16 +9,18 @@ steps (`autonat.tokenizer.losses`). The feature network that scores FID is never
 from __future__ import annotations
 
 import math
+import sys
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from tqdm.auto import tqdm
 
 from ..checkpoint import save_checkpoint
 from ..config import config_to_dict, opt, validate
-from ..data import ArrayDataset, has_split, load_dataset, to_float
+from ..data import ArrayDataset, has_split, load_dataset, parse_background, to_float
 from ..jobs import Throughput, autocast, pick_device, progress
 from ..io import AutonatError
 from ..rng import epoch_indices, mix64, step_generator
@@ -36,6 +38,8 @@ class TokenizerTrainConfig(RunOptions):
     resolution: int | None = opt(None, "resize/center-crop images to this size (default: native)", min=4, max=4096)
     channels: int | None = opt(None, "1 = grayscale, 3 = RGB (default: what the data is)", choices=(1, 3))
     skip_bad: bool = opt(False, "skip unreadable image files (counted and reported) instead of failing")
+    background: str = opt("white", "colour transparent pixels of image files are composited on: white, black, "
+                                   "gray, #RRGGBB or R,G,B", check=parse_background)
     batch_size: int = opt(128, "images per step", min=1)
     steps: int = opt(3200, "optimizer steps", min=1)
     lr: float = opt(2e-3, "peak learning rate", min=0.0, max=10.0)
@@ -65,7 +69,7 @@ class TokenizerTrainConfig(RunOptions):
 
 def load_training_data(cfg: TokenizerTrainConfig) -> tuple[ArrayDataset, ArrayDataset]:
     """(train, held-out) images: the data's test split if it has one, else the train images."""
-    kw = dict(resolution=cfg.resolution, channels=cfg.channels, skip_bad=cfg.skip_bad)
+    kw = dict(resolution=cfg.resolution, channels=cfg.channels, skip_bad=cfg.skip_bad, background=cfg.background)
     train = load_dataset(cfg.data, "train", **kw)
     test = load_dataset(cfg.data, "test", **kw) if has_split(cfg.data, "test") else train
     return train, test
@@ -134,6 +138,9 @@ def train_tokenizer(model_cfg: TokenizerConfig, cfg: TokenizerTrainConfig, out: 
     c, h, w = train.image_shape
     if h != w:
         raise AutonatError(f"images are {h}x{w}; the tokenizer needs square images (set --resolution)")
+    if h < 4:
+        raise AutonatError(f"images are {h}x{w} pixels; the tokenizer needs at least 4x4 (upscale them with "
+                           f"--resolution)")
     model_cfg = replace(model_cfg, channels=c, image_size=h)
     run = TrainingRun(out, {"model": config_to_dict(model_cfg), "train": config_to_dict(cfg)}, cfg,
                       steps=cfg.steps, resume=resume, desc="tokenizer", show_progress=show_progress)
@@ -150,7 +157,8 @@ def train_tokenizer(model_cfg: TokenizerConfig, cfg: TokenizerTrainConfig, out: 
     opt_ = torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.99), weight_decay=0.0)
     note = short_run_warning(cfg.steps, TokenizerTrainConfig().steps, "tokenizer train")
     if note:
-        progress(total=0, disable=not show_progress).write(f"warning: {note}")
+        if show_progress:
+            tqdm.write(f"warning: {note}", file=sys.stderr)
     step = run.restore(run.start(), trained, opt_)
     tput = Throughput()
     t0 = time.time()
