@@ -424,7 +424,7 @@ def test_nothing_is_written_before_the_input_is_checked(world, tmp_path, capsys)
     assert not (tmp_path / "work").exists()
     link = tmp_path / "dangling"
     link.symlink_to(tmp_path / "nowhere")
-    assert_refused(["export", "--model", world / "model", "--out", link], capsys, match="exists")
+    assert_refused(["export", "--model", world / "model", "--out", link], capsys, match="symbolic link to a missing")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["dangling", "search"]      # no hidden .tmp left
 
 

@@ -55,7 +55,11 @@ def cmd_export(args) -> int:
 
     from ..io import AutonatError
     from ..bundle import Bundle
-    if Path(args.out).exists() or Path(args.out).is_symlink():
+    out = Path(args.out)
+    if out.is_symlink() and not out.exists():
+        raise AutonatError(f"--out {args.out} is a symbolic link to a missing {out.readlink()}; export writes a "
+                           f"new directory (remove the link or choose another --out)")
+    if out.exists():
         raise AutonatError(f"--out {args.out} already exists; export writes a new directory")
     Bundle.load(args.model, tokenizer=args.tokenizer or None).save(args.out)
     info(f"exported {args.model} to {args.out} (self-contained: load it with --model {args.out})")
