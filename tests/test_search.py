@@ -322,3 +322,79 @@ def test_validation_keeps_the_candidate_that_holds_up_on_fresh_noise(tmp_path):
     hist = [{"value": 0.8, "strategy": lucky.to_dict()}, {"value": 1.0, "strategy": good.to_dict()}]
     res = s.validated(None, SearchResult(lucky, 0.8, hist), "gen")
     assert res.best == good and res.best_value == 1.0
+
+
+@pytest.fixture
+def saved_tiny(tmp_path):
+    """A tiny saved model + tokenizer + a 28x28 image folder as reference data."""
+    import numpy as np
+    from PIL import Image
+
+    from autonat.models.registry import save_model
+    from conftest import tiny_tokenizer, tiny_uvit
+    tok = tiny_tokenizer()
+    tok.save_pretrained(tmp_path / "tok")
+    save_model(tiny_uvit(num_classes=2), tmp_path / "model", tokenizer={"name": str(tmp_path / "tok"),
+                                                                         "identity": tok.identity},
+               training={"class_names": ["a", "b"]})
+    rng = np.random.default_rng(0)
+    for c in ("a", "b"):
+        (tmp_path / "imgs" / c).mkdir(parents=True)
+        for i in range(6):
+            Image.fromarray((rng.random((28, 28)) * 255).astype(np.uint8), mode="L").save(
+                tmp_path / "imgs" / c / f"{i}.png")
+    return tmp_path
+
+
+def _hand_loving_fid(monkeypatch, calls):
+    """Replace the FID by a synthetic one whose optimum is the Halton order with sharpening
+    logits (tau1 -> 2/3, like the hand setting halton:1,1,1.5) and mild guidance."""
+    import autonat.search.loop as L
+
+    def fid(self, bundle, st, *, seed=None, n=None, tag="search", quiet=False):
+        calls.append((tag, st.order, st.tau1[-1]))
+        return (5.0 * (st.order != "halton") + 4 * (st.tau1[-1] - 2 / 3) ** 2 + 4 * (st.tau1[0] - 1.0) ** 2
+                + 0.5 * (sum(st.s) / len(st.s) - 1.0) ** 2 + 0.01 * ((seed or 0) % 7))
+    monkeypatch.setattr(L.Searcher, "fid", fid)
+
+
+def test_screening_searches_from_the_best_hand_setting(saved_tiny, monkeypatch):
+    """From maskgit, the hand grid's Halton ramp is screened, searched from, reported on fresh seeds,
+    and the search's answer is at least as good on the search objective."""
+    from autonat.presets import HAND_GRID
+    from autonat.search.loop import SearchConfig
+    from autonat.search.run import run
+    calls = []
+    _hand_loving_fid(monkeypatch, calls)
+    cfg = SearchConfig(only="generation", model=str(saved_tiny / "model"), ref_data=str(saved_tiny / "imgs"),
+                       featnet="", steps=4, n=8, n_final=8, batch_size=8, bf16=False,
+                       gen=GenSearchConfig(pattern_evals=12))
+    rep = run(cfg, saved_tiny / "s", log=lambda *_: None)
+    screen = rep.summary["screening"]
+    assert [r["spec"] for r in screen][0] == "halton:1,1,1.5"
+    assert sorted(r["spec"] for r in screen) == sorted(HAND_GRID)        # maskgit is in the grid once
+    assert [c[0] for c in calls[:len(HAND_GRID)]] == ["screen"] * len(HAND_GRID)
+    first_search = next(c for c in calls if c[0] == "gen")
+    assert first_search[1:] == ("halton", pytest.approx(2 / 3))          # the search starts from the winner
+    assert rep.best.order == "halton" and rep.summary["best_search_fid"] <= screen[0]["fid"] + 0.07
+    assert rep.final["best_hand"]["spec"] == "halton:1,1,1.5"
+    assert "best hand setting of the screening (halton:1,1,1.5)" in (saved_tiny / "s" / "report.md").read_text()
+
+
+def test_screening_modes(saved_tiny, monkeypatch):
+    """starts = only the listed starts; none = a search from each start; a subset of knobs never
+    screens hand settings (they would change the fixed knobs)."""
+    from autonat.search.loop import SearchConfig
+    from autonat.search.run import run
+    base = dict(only="generation", model=str(saved_tiny / "model"), ref_data=str(saved_tiny / "imgs"), steps=4,
+                n=8, n_final=8, batch_size=8, bf16=False, init_strategy="maskgit,enat")
+    for k, (kw, screened, searches) in enumerate((
+            (dict(screen="starts", gen=GenSearchConfig(pattern_evals=4, max_updates=0)), ["enat", "maskgit"], 1),
+            (dict(screen="hand", gen=GenSearchConfig(pattern_evals=4, max_updates=0, knobs=("s",))),
+             ["enat", "maskgit"], 1),
+            (dict(screen="none", gen=GenSearchConfig(pattern_evals=4, max_updates=0)), [], 2))):
+        calls = []
+        _hand_loving_fid(monkeypatch, calls)
+        rep = run(SearchConfig(**kw, **base), saved_tiny / f"s{k}", log=lambda *_: None)
+        assert sorted(r["spec"] for r in rep.summary["screening"]) == screened
+        assert len(rep.summary["starts"]) == searches and "best_hand" not in rep.final

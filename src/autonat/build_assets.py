@@ -10,8 +10,8 @@ Stages (each resumable and skipped when its output exists; see docs/REFERENCE.md
   featnet    the feature network defining fid_fmnist / is_fmnist
   uvit       U-ViT `small` on the train cache, Beta(12, 3) (REFERENCE_TRAIN below)
   enat       ENAT `small` (projected reuse), same data and budget
-  search     generation-strategy search (SPSA, common random numbers) for T = 4 and 8 on the
-             U-ViT and T = 8 on ENAT
+  search     generation-strategy search for T = 4 and 8 on both models: screening of the hand
+             grid, pattern search, SPSA refinement, common random numbers (REFERENCE_SEARCH)
   install    copy everything into the package's assets (models stored as fp16, in their compact
              form: ENAT's class conditioning folded into a label table, see models/enat.py)
 """
@@ -32,10 +32,11 @@ REFERENCE_TOKENIZER = dict(steps=4000, perceptual_weight=1.0)
 
 # The shipped models' training recipe (one documented command each; see docs/REFERENCE.md).
 REFERENCE_TRAIN = dict(mask_dist="beta:12,3", batch_size=256, steps=2000, lr=1e-3, warmup=200, ema=0.998)
-REFERENCE_SEARCH = dict(method="spsa", n=1000, lr_other=0.05, lr_ratio=0.002)
-# (arch, T) -> rounds of (CRN seed, SPSA updates); round k > 0 starts from round k-1's best strategy
-# (a fresh noise set so the search does not over-fit one set of samples).
-REFERENCE_SEARCH_ROUNDS = {("uvit", 4): [(0, 40), (1, 16)], ("uvit", 8): [(0, 30)], ("enat", 8): [(0, 20)]}
+# The generation search of each shipped model and T: screen the hand grid (both token orders),
+# pattern search over schedule shapes from the best, SPSA refinement, validation on a second
+# noise set (docs/REFERENCE.md, docs/RESULTS.md "Search convergence").
+REFERENCE_SEARCH = dict(method="pattern", n=1000, pattern_evals=24, max_updates=4, lr_other=0.05, lr_ratio=0.002)
+REFERENCE_SEARCH_STEPS = {"uvit": (4, 8), "enat": (4, 8)}
 
 
 def _started(out: Path) -> bool:
@@ -97,29 +98,23 @@ def build_reference(work: str | Path, install: bool = False, stages: list[str] |
             cfg = TrainConfig(tokens=str(work / "tokens-train"), model=name, **REFERENCE_TRAIN)
             timed(arch, lambda: train(cfg, out, resume=_started(out), show_progress=show_progress))
     if "search" in stages:
-        for (arch, T), rounds in REFERENCE_SEARCH_ROUNDS.items():
-            init = "maskgit"
-            for k, (seed, updates) in enumerate(rounds):
-                out = work / f"search-{arch}-T{T}" / f"round{k}"
+        for arch, steps in REFERENCE_SEARCH_STEPS.items():
+            for T in steps:
+                out = work / f"search-{arch}-T{T}"
                 if not (out / "best_strategy.json").is_file():
-                    timed(f"search-{arch}-T{T}-round{k}",
-                          lambda: _search(work / f"{arch}-small", tok_dir, feat_dir, T, out, seed, updates, init))
-                init = str(out / "best_strategy.json")
+                    timed(f"search-{arch}-T{T}", lambda: _search(work / f"{arch}-small", tok_dir, feat_dir, T, out))
     if "install" in stages:
         _install(work)
     return {"work": str(work), "timings_seconds": timings}
 
 
-def _search(model_dir: Path, tok_dir: Path, feat_dir: Path, steps: int, out: Path, seed: int,
-            updates: int, init: str) -> None:
+def _search(model_dir: Path, tok_dir: Path, feat_dir: Path, steps: int, out: Path) -> None:
     from .search.generation import GenSearchConfig
     from .search.loop import SearchConfig
     from .search.run import run
-    s = REFERENCE_SEARCH
+    s = dict(REFERENCE_SEARCH)
     cfg = SearchConfig(only="generation", model=str(model_dir), tokenizer=str(tok_dir), featnet=str(feat_dir),
-                       steps=steps, n=s["n"], seed=seed, init_strategy=init,
-                       gen=GenSearchConfig(method=s["method"], lr_other=s["lr_other"], lr_ratio=s["lr_ratio"],
-                                           max_updates=updates))
+                       steps=steps, n=s.pop("n"), gen=GenSearchConfig(**s))
     run(cfg, out)
 
 
@@ -141,8 +136,8 @@ def _install(work: Path) -> None:
         tok = {**m.meta["tokenizer"], "name": "fashion-mnist"}   # the shipped tokenizer, by name
         save_model(m.compact(), dest / name, tokenizer=tok, training=training, fp16=True)
     for arch, folder in (("uvit", "strategies"), ("enat", "strategies-enat")):
-        for (a, T), rounds in REFERENCE_SEARCH_ROUNDS.items():
-            f = work / f"search-{a}-T{T}" / f"round{len(rounds) - 1}" / "best_strategy.json"
-            if a == arch and f.is_file():
+        for T in REFERENCE_SEARCH_STEPS[arch]:
+            f = work / f"search-{arch}-T{T}" / "best_strategy.json"
+            if f.is_file():
                 (dest / folder).mkdir(parents=True, exist_ok=True)
                 shutil.copy(f, dest / folder / f"T{T}.json")

@@ -89,6 +89,12 @@ PRESETS: dict[str, tuple[Callable[..., Strategy], str]] = {
     "halton": (halton, "halton[:W,M0,M1]"),
     "enat": (enat, "enat[:TAU1,TAU2,CFG]"),
 }
+# The hand settings people try first, both token orders (each spec resolves for any T). The
+# generation search screens them before searching (`SearchConfig.screen = "hand"`), and
+# bench/hand_grid.py evaluates them on fresh seeds: the bar a searched strategy must clear.
+HAND_GRID = ("maskgit", "maskgit:1,3", "maskgit:3,3", "enat", "enat:3,1.5,2.5",
+             "halton", "halton:1,1,1.5", "halton:2,1,1.5", "halton:1,1.2,2")
+
 FIXED = {"autonat-imagenet-t8": autonat_imagenet_t8}
 
 

@@ -5,13 +5,15 @@ r non-increasing (isotonic projection) and in [0, r_max], temperatures and scale
 
 Two gradient estimators feed the same momentum-SGD update xi <- P(xi - lr * v), v <- mu v + g:
   fd       one-sided finite differences per coordinate (the paper's / released method; 4T-1
-           evaluations per update). Defaults are the released hyper-parameters.
+           evaluations per update). Step sizes and learning rates default to the released ones.
   spsa     simultaneous perturbation: g_i = (F(xi + c delta) - F(xi - c delta)) / (2 c_i delta_i)
            with Rademacher delta, averaged over k perturbations: 2k evaluations per update whatever
            the dimension.
   pattern  first a compass search over a low-dimensional family of schedule shapes that holds the
            hand-designed ones (`autonat.search.pattern`, `pattern_evals` evaluations), then SPSA
-           per-step refinement from its best point (`max_updates` updates).
+           per-step refinement from its best point (`max_updates` updates). The default: it
+           reaches the hand settings' FID within its budget where fd and spsa from a preset did
+           not (docs/RESULTS.md, "Search convergence").
 Every evaluated point is a valid (projected) strategy; the best one seen is kept. Knobs the start's
 token order ignores (tau2 under a fixed order) are not searched.
 The objective is any callable Strategy -> float (the caller adds caching and common random
@@ -29,15 +31,18 @@ from ..io import AutonatError
 from ..strategy import Strategy
 
 KNOBS = ("r", "tau1", "tau2", "s")
+PATTERN_REFINE_UPDATES = 8
 
 
 @dataclass(frozen=True)
 class GenSearchConfig:
     """The generation-strategy optimiser (defaults of `fd` are the released hyper-parameters)."""
-    method: str = opt("fd", "fd = the paper's per-coordinate finite differences (4T-1 evaluations per "
-                            "update), spsa = simultaneous perturbation (2k), pattern = compass search over "
-                            "schedule shapes, then spsa refinement", choices=("fd", "spsa", "pattern"))
-    max_updates: int = opt(100, "optimiser updates (pattern: spsa refinement updates)", min=0)
+    method: str = opt("pattern", "pattern = compass search over schedule shapes, then spsa refinement; "
+                                 "fd = the paper's per-coordinate finite differences (4T-1 evaluations per "
+                                 "update); spsa = simultaneous perturbation (2k)",
+                      choices=("pattern", "fd", "spsa"))
+    max_updates: int | None = opt(None, "optimiser updates (auto: 100 for fd and spsa, as released; "
+                                        f"{PATTERN_REFINE_UPDATES} spsa refinement updates after pattern)", min=0)
     pattern_evals: int = opt(40, "pattern: evaluations of the compass search over schedule shapes", min=2)
     max_evals: int = opt(10**9, "budget in FID evaluations per generation search", min=1)
     eps_ratio: float = opt(1e-2, "finite-difference / perturbation size for r", min=1e-6, max=0.5)
@@ -63,6 +68,13 @@ class GenSearchConfig:
         if bad or not self.knobs:
             raise AutonatError(f"knobs (--knobs) must be a non-empty subset of {','.join(KNOBS)}, "
                                f"got {','.join(self.knobs)}")
+
+    @property
+    def updates(self) -> int:
+        """The update budget (`max_updates`, or its automatic value for the method)."""
+        if self.max_updates is not None:
+            return self.max_updates
+        return PATTERN_REFINE_UPDATES if self.method == "pattern" else 100
 
     @property
     def step_caps(self) -> tuple[float, float]:
@@ -170,9 +182,9 @@ def planned_evaluations(cfg: GenSearchConfig, steps: int) -> int:
     """How many objective evaluations `optimize_generation` will make (for progress and ETAs)."""
     active = int(_active(steps, cfg.knobs).sum())
     if cfg.method == "fd":
-        n = 1 + cfg.max_updates * (active + 1)
+        n = 1 + cfg.updates * (active + 1)
     else:
-        n = 2 + 2 * cfg.spsa_k * cfg.max_updates + (cfg.pattern_evals if cfg.method == "pattern" else 0)
+        n = 2 + 2 * cfg.spsa_k * cfg.updates + (cfg.pattern_evals if cfg.method == "pattern" else 0)
     return min(n, cfg.max_evals)
 
 
@@ -214,7 +226,7 @@ def optimize_generation(objective: Callable[[Strategy], float], init: Strategy, 
                            on_eval=lambda rec: _record(res, rec, on_eval), history=res.history)
         except _Budget:
             return res
-        if cfg.max_updates == 0:
+        if cfg.updates == 0:
             return res
         init = res.best
     x = project(to_vector(init), T, cfg.r_max)
@@ -234,7 +246,7 @@ def optimize_generation(objective: Callable[[Strategy], float], init: Strategy, 
     velocity = torch.zeros_like(x)
     try:
         fx = F(x, "center")
-        while res.updates < cfg.max_updates:
+        while res.updates < cfg.updates:
             g = torch.zeros_like(x)
             if cfg.method == "fd":
                 for i in torch.nonzero(active).flatten().tolist():

@@ -111,6 +111,11 @@ class SearchConfig:
     init_strategy: str = opt("maskgit", "initial generation strategy: a preset or a strategy file; a "
                                         "comma-separated list searches from each start (e.g. maskgit,halton: "
                                         "both token orders) and keeps the best")
+    screen: str = opt("hand", "generation search with all knobs: first evaluate the start(s) and the hand "
+                              "settings of autonat.presets.HAND_GRID (both token orders) on the search "
+                              "seeds and search from the best (hand); evaluate only the listed starts and "
+                              "search from the best (starts); or search from every start in turn (none)",
+                      choices=("hand", "starts", "none"))
     validate_top: int = opt(3, "re-evaluate this many of the best candidates on a second noise set "
                                "(validation_seed) and keep the best mean: guards against the search "
                                "fitting one set of samples (1 = off)", min=1)
@@ -223,6 +228,17 @@ class Searcher:
                                                    "history": [{k: h[k] for k in ("eval", "value", "best_value", "phase")}
                                                                for h in res.history]})
         return res
+
+    def screened(self, bundle: Bundle, candidates: list[tuple[str, Strategy]]) -> list[dict]:
+        """F of each (spec, strategy) on the search seeds, best first (the screening stage)."""
+        rows = []
+        for k, (spec, st) in enumerate(candidates, 1):
+            f = self.fid(bundle, st, tag="screen", quiet=True)
+            rows.append({"spec": spec, "fid": f, "order": st.order})
+            self.log(f"[screen] {k}/{len(candidates)} {spec}: FID {f:.3f}")
+        rows.sort(key=lambda r: r["fid"])
+        self.store.log_event("screen", {"model": bundle.model.identity, "candidates": rows})
+        return rows
 
     def validated(self, bundle: Bundle, res: SearchResult, tag: str) -> SearchResult:
         """The best of the `validate_top` lowest-F distinct candidates by the mean of their search

@@ -10,10 +10,21 @@ from .store import TrialStore
 
 
 def _curves(store: TrialStore) -> dict[str, tuple[list, list]]:
+    """Best-F-so-far per generation search; a screening stage before it counts as its first
+    evaluations (so the curve shows the whole cost)."""
+    screens = store.events("screen")
+    screen = [c["fid"] for c in screens[-1]["candidates"]] if screens else []
     series = {}
     for ev in store.events("generation_search"):
-        hist = ev["history"]
-        series[ev["tag"]] = ([h["eval"] for h in hist], [h["best_value"] for h in hist])
+        xs, ys, best = [], [], float("inf")
+        for k, v in enumerate(screen, 1):
+            best = min(best, v)
+            xs.append(k)
+            ys.append(best)
+        for h in ev["history"]:
+            xs.append(len(screen) + h["eval"])
+            ys.append(min(best, h["best_value"]))
+        series[ev["tag"]] = (xs, ys)
     return series
 
 
@@ -47,6 +58,8 @@ def write_report(out: str | Path, store: TrialStore, init: Strategy, best: Strat
                   *_table(("strategy", "FID", "n", "seed"),
                           [(f"initial ({init.name or 'init'})", f"{f['baseline']:.3f}", f["n"], f["seed"]),
                            ("found", f"{f['found']:.3f}", f["n"], f["seed"]),
+                           *([(f"best hand setting of the screening ({f['best_hand']['spec']})",
+                                f"{f['best_hand']['fid']:.3f}", f["n"], f["seed"])] if "best_hand" in f else []),
                            ("ratio found / initial", f"{f['found'] / f['baseline']:.3f}", "", "")])]
         if "ablation" in f:
             a = f["ablation"]
@@ -55,6 +68,10 @@ def write_report(out: str | Path, store: TrialStore, init: Strategy, best: Strat
                               [(p, g, f"{a[k]:.3f}") for p, g, k in (
                                   ("initial", "initial", "baseline"), ("initial", "found", "generation_only"),
                                   ("found", "initial", "training_only"), ("found", "found", "both"))])]
+    if summary.get("screening"):
+        lines += ["## Screening (search seeds; the search started from the first row)", "",
+                  *_table(("start or hand setting", "token order", "FID"),
+                          [(r["spec"], r["order"], f"{r['fid']:.3f}") for r in summary["screening"]])]
     if alts:
         lines += ["## Alternations (0 = initial p(r) and strategy)", "",
                   *_table(("alternation", "FID (search seeds)", "p(r)"),

@@ -22,7 +22,7 @@ from ..io import AutonatError, atomic_write_json, load_json
 from ..jobs import pick_device
 from ..presets import resolve_strategy
 from ..strategy import Strategy
-from .generation import searched_knobs
+from .generation import KNOBS, searched_knobs
 from .loop import SearchConfig, Searcher, starts
 from .report import write_report
 
@@ -56,6 +56,31 @@ def _check_out(out: Path, cfg: SearchConfig) -> None:
         diff = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
         raise AutonatError(f"{out} holds a search with other settings ({', '.join(diff) or 'unreadable'} "
                            f"differ); re-run with the same options to resume it, or choose a new --out")
+
+
+def _screen_mode(cfg: SearchConfig, n_starts: int, log) -> str:
+    """The screening actually done: hand settings change every knob, so with a subset of knobs
+    only the listed starts are screened; one start and no hand grid leaves nothing to screen."""
+    mode = cfg.screen
+    if mode == "hand" and set(cfg.gen.knobs) != set(KNOBS):
+        log(f"[screen] --knobs {','.join(cfg.gen.knobs)}: the hand settings change every knob, so only the "
+            f"listed start(s) are screened")
+        mode = "starts"
+    if mode == "starts" and n_starts == 1:
+        mode = "none"
+    return mode
+
+
+def _screen_candidates(specs: list[str], inits: list[Strategy], bundle, steps: int,
+                       hand: bool) -> list[tuple[str, Strategy]]:
+    """The listed starts, then (with `hand`) the hand grid, without duplicates, fitted to the model."""
+    from ..presets import HAND_GRID
+    cands = list(zip(specs, inits))
+    if hand:
+        for spec in HAND_GRID:
+            if spec not in specs:
+                cands.append((spec, bundle.strategy(spec, steps)))
+    return cands
 
 
 def run(cfg: SearchConfig, out: str | Path, log=print, show_progress: bool = False) -> SearchReport:
@@ -100,17 +125,31 @@ def run(cfg: SearchConfig, out: str | Path, log=print, show_progress: bool = Fal
         log(warn)
     ref = reference_features(extractor, cfg.ref_data, cfg.ref_split, show_progress=show_progress,
                              skip_bad=cfg.skip_bad, background=cfg.background) if D.is_main() and not cfg.ref_stats else None
+    hand = None
     if cfg.only == "generation":
         s = Searcher(out, cfg, tokenizer, extractor, ref, log=log, show_progress=show_progress)
-        results = [s.search_generation(bundle, st, tag="gen" if len(inits) == 1 else f"gen-{spec}")
-                   for spec, st in zip(starts(cfg.init_strategy), inits)]
+        specs = starts(cfg.init_strategy)
+        screen = _screen_mode(cfg, len(specs), log)
+        screening: list[dict] = []
+        if screen == "none":
+            pairs = list(zip(specs, inits))
+        else:
+            cands = _screen_candidates(specs, inits, bundle, cfg.steps, screen == "hand")
+            screening = s.screened(bundle, cands)
+            top = screening[0]["spec"]
+            pairs = [(top, dict(cands)[top])]
+            log(f"[screen] searching from {top} (search-seed FID {screening[0]['fid']:.3f})")
+            hand = dict(cands)[top] if top not in specs else None    # a hand setting beat the start(s)
+        results = [s.search_generation(bundle, st, tag="gen" if len(pairs) == 1 else f"gen-{spec}")
+                   for spec, st in pairs]
         res = min(results, key=lambda r: r.best_value)
         best, mask_dist = res.best, bundle.model.meta.get("training", {}).get("mask_dist", "")
         model = baseline_model = bundle
-        summary = {"evaluations": sum(r.evaluations for r in results), "updates": sum(r.updates for r in results),
-                   "best_search_fid": res.best_value,
+        summary = {"evaluations": sum(r.evaluations for r in results) + len(screening),
+                   "updates": sum(r.updates for r in results), "best_search_fid": res.best_value,
+                   "screening": screening,
                    "starts": {spec: {"best_search_fid": r.best_value, "order": r.best.order}
-                              for spec, r in zip(starts(cfg.init_strategy), results)}}
+                              for (spec, _), r in zip(pairs, results)}}
     else:
         template = cfg.proxy.template(cfg.tokens, cfg.model, cfg.bf16, str(device))
         s = Searcher(out, cfg, tokenizer, extractor, ref, train_template=template, log=log,
@@ -123,6 +162,8 @@ def run(cfg: SearchConfig, out: str | Path, log=print, show_progress: bool = Fal
     final = {"baseline": s.final_eval(baseline_model, init, "final-baseline"),
              "found": s.final_eval(model, best, "final-found"), "n": cfg.n_final, "seed": cfg.final_seed}
     final["ratio"] = final["found"] / final["baseline"]
+    if hand is not None:                 # the screened hand setting the search started from
+        final["best_hand"] = {"spec": screening[0]["spec"], "fid": s.final_eval(model, hand, "final-best-hand")}
     if cfg.only == "all":   # the paper's Table 6a: which half of the search (training / generation) helps
         final["ablation"] = {"baseline": final["baseline"],
                              "generation_only": s.final_eval(baseline_model, best, "final-gen-only"),
