@@ -14,12 +14,13 @@ model calls whatever the condition is:
     c.same_as(other)    identical conditions (caches keyed by the condition use it)
     c.to(device)
 
-`ClassCondition` (class ids, the null id = the number of classes) is the one kind today; a model
-is asked for the kind it was trained on and refuses another with a clear error
-(`expect_condition`). A `Conditioner` turns what a user types (class names, ids, 'null') into a
-Condition and says which conditions an evaluation of n samples uses (`for_evaluation`: class-
-balanced labels in a seeded order, a pure function of (n, seed) - the basis of common random
-numbers).
+Two kinds: `ClassCondition` (class ids, the null id = the number of classes) and `TextCondition`
+(text-encoder states with their padding mask, the null = the empty prompt's encoding); a model is
+asked for the kind it was trained on and refuses another with a clear error (`expect_condition`).
+A `ClassConditioner` turns what a user types (class names, ids, 'null') into a Condition and says
+which conditions an evaluation of n samples uses (`for_evaluation`: class-balanced labels in a
+seeded order, a pure function of (n, seed) - the basis of common random numbers);
+`autonat.text.conditioner` does the same for prompts.
 """
 from __future__ import annotations
 
@@ -111,6 +112,88 @@ def expect_condition(cond: Condition, kind: type, what: str) -> None:
 
 
 ClassCondition.DESCRIPTION = "class labels"
+
+
+# ----------------------------------------------------------------------------------------------
+# Text
+# ----------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True, eq=False)
+class TextCondition:
+    """Text-encoder states [B, L, D] with their padding mask [B, L] (True = a real token); the
+    null (unconditional) condition is the encoding of the empty prompt, `null_states` [L, D] and
+    `null_mask` [L], as U-ViT and Muse do it. `prompts` keeps the B prompts for traces and
+    captions (None for a null or dropped row); it plays no part in the model's computation."""
+    states: torch.Tensor
+    mask: torch.Tensor
+    null_states: torch.Tensor
+    null_mask: torch.Tensor
+    prompts: tuple[str | None, ...] = ()
+
+    def __post_init__(self):
+        if self.states.ndim != 3 or not self.states.is_floating_point():
+            raise AutonatError(f"text states must be a float tensor [B, L, D], got {self.states.dtype} "
+                               f"{list(self.states.shape)}")
+        if self.mask.dtype != torch.bool or self.mask.shape != self.states.shape[:2]:
+            raise AutonatError(f"text padding mask must be bool {list(self.states.shape[:2])}, got "
+                               f"{self.mask.dtype} {list(self.mask.shape)}")
+        if self.null_states.shape != self.states.shape[1:] or self.null_mask.shape != self.states.shape[1:2]:
+            raise AutonatError(f"null text condition {list(self.null_states.shape)} does not match states "
+                               f"{list(self.states.shape)}")
+        if not self.prompts:
+            object.__setattr__(self, "prompts", (None,) * len(self))
+        elif len(self.prompts) != len(self):
+            raise AutonatError(f"{len(self.prompts)} prompts for {len(self)} text conditions")
+
+    def __len__(self) -> int:
+        return self.states.shape[0]
+
+    @property
+    def length(self) -> int:
+        """L, the number of context tokens."""
+        return self.states.shape[1]
+
+    @property
+    def dim(self) -> int:
+        """D, the width of the text encoder's states."""
+        return self.states.shape[2]
+
+    def _like(self, states, mask, prompts) -> "TextCondition":
+        return TextCondition(states, mask, self.null_states, self.null_mask, tuple(prompts))
+
+    def rows(self, lo: int, hi: int) -> "TextCondition":
+        return self._like(self.states[lo:hi], self.mask[lo:hi], self.prompts[lo:hi])
+
+    @classmethod
+    def cat(cls, parts: list["TextCondition"]) -> "TextCondition":
+        first = parts[0]
+        if any(p.states.shape[1:] != first.states.shape[1:] or not torch.equal(p.null_states, first.null_states)
+               for p in parts[1:]):
+            raise AutonatError("cannot stack text conditions of different text encoders")
+        return first._like(torch.cat([p.states for p in parts]), torch.cat([p.mask for p in parts]),
+                           sum((p.prompts for p in parts), ()))
+
+    def null(self) -> "TextCondition":
+        b = len(self)
+        return self._like(self.null_states.expand(b, -1, -1).clone(), self.null_mask.expand(b, -1).clone(),
+                          (None,) * b)
+
+    def dropped(self, drop: torch.Tensor) -> "TextCondition":
+        d = drop.to(self.states.device)
+        states = torch.where(d[:, None, None], self.null_states.to(self.states.dtype), self.states)
+        mask = torch.where(d[:, None], self.null_mask, self.mask)
+        return self._like(states, mask, (None if x else p for p, x in zip(self.prompts, d.tolist())))
+
+    def same_as(self, other: "Condition") -> bool:
+        return (isinstance(other, TextCondition) and other.states.shape == self.states.shape
+                and torch.equal(self.states, other.states) and torch.equal(self.mask, other.mask))
+
+    def to(self, device: torch.device | str) -> "TextCondition":
+        return TextCondition(self.states.to(device), self.mask.to(device), self.null_states.to(device),
+                             self.null_mask.to(device), self.prompts)
+
+
+TextCondition.DESCRIPTION = "text prompts"
 
 
 # ----------------------------------------------------------------------------------------------
