@@ -17,7 +17,7 @@ $(BIN)/autonat: pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[test,demo,e2e,baselines]'
+	$(BIN)/pip install -q -e '.[test,demo,e2e,baselines,text]'
 	@touch $@
 
 setup: data $(BIN)/autonat
