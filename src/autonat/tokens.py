@@ -5,7 +5,9 @@ Layout of a cache directory:
   labels.npy     int64 [N]
   tokenizer/     a copy of the tokenizer that made the ids (so the cache, and every model trained
                  on it, is self-contained: `autonat train` copies it into the model directory)
+  text/          a captioned folder's pre-extracted caption embeddings (`autonat.text.store`)
   manifest.json  tokenizer identity + name, grid, codebook size, count, views, data identity
+                 (+ the text encoder's identity for a captioned folder)
 
 `manifest.json` is written last: a directory without it is an unfinished cache. An interrupted
 `autonat tokenize` (a kill, Ctrl-C) keeps `tokens.partial.npy` + `progress.json` and resumes from
@@ -25,7 +27,7 @@ import numpy as np
 import torch
 
 from .assets import SHIPPED
-from .conditioning import ClassCondition
+from .conditioning import ClassCondition, TextCondition
 from .config import opt, validate
 from .data import ArrayDataset, parse_background, to_float
 from .io import AutonatError, atomic_write_json, load_json
@@ -47,6 +49,8 @@ class TokenizeConfig:
     skip_bad: bool = opt(False, "skip unreadable image files (counted and reported) instead of failing")
     background: str = opt("white", "colour transparent pixels of image files are composited on: white, black, "
                                    "gray, #RRGGBB or R,G,B", check=parse_background)
+    text_encoder: str | None = opt(None, "text encoder (directory or hub id) whose states of every caption are "
+                                         "stored with the tokens; required for a captioned folder")
     download: bool = opt(False, "download Fashion-MNIST from the official source if absent (sha256-verified)")
     bf16: bool = opt(False, "encode in bf16 (can flip the nearest code of borderline vectors)")
     device: str = opt("auto", "auto (CUDA if available), cpu, cuda, cuda:N")
@@ -67,17 +71,28 @@ def tokenize(cfg: TokenizeConfig, out: str | os.PathLike, show_progress: bool = 
     if ds.skipped and log:
         log(f"skipped {len(ds.skipped)} unreadable file(s), e.g. {ds.skipped[0]}")
     name = cfg.tokenizer if cfg.tokenizer in SHIPPED["tokenizer"] else str(Path(cfg.tokenizer).resolve())
+    encoder = None
+    if ds.captions is not None:
+        if not cfg.text_encoder:
+            raise AutonatError(f"{cfg.data} is captioned (metadata.jsonl): pass --text-encoder DIR to store "
+                               "its captions' text states with the tokens")
+        from .text.encoders import load_text_encoder
+        encoder = load_text_encoder(cfg.text_encoder)
+    elif cfg.text_encoder:
+        raise AutonatError(f"--text-encoder given, but {cfg.data} has no captions (metadata.jsonl)")
     return write_token_cache(tok, ds, out, hflip=cfg.hflip, batch_size=cfg.batch_size, bf16=cfg.bf16,
-                             tokenizer_name=name, show_progress=show_progress)
+                             tokenizer_name=name, show_progress=show_progress, text_encoder=encoder)
 
 
 @dataclass
 class TokenCache:
-    """An opened cache: `tokens` [N, V, L] (memory-mapped), `labels` [N], `manifest` dict."""
+    """An opened cache: `tokens` [N, V, L] (memory-mapped), `labels` [N], `manifest` dict, and
+    for a captioned folder `text`, its caption embeddings."""
     path: Path
     tokens: np.ndarray
     labels: np.ndarray
     manifest: dict
+    text: "TextStore | None" = None
 
     @classmethod
     def open(cls, path: str | os.PathLike) -> "TokenCache":
@@ -109,7 +124,13 @@ class TokenCache:
                                f"but the manifest has {C} classes")
         if n == 0:
             raise AutonatError(f"token cache {path} is empty")
-        return cls(path, tokens, labels, man)
+        text = None
+        if man.get("text_encoder_identity"):
+            from .text.store import TextStore
+            text = TextStore.open(path / "text", n)
+            if text.manifest.get("encoder_identity") != man["text_encoder_identity"]:
+                raise AutonatError(f"{path}/text holds the states of another text encoder than the manifest says")
+        return cls(path, tokens, labels, man, text)
 
     def tokenizer_ref(self) -> str:
         """Where the tokenizer of this cache is: its copy inside the cache, else the name or path
@@ -140,12 +161,16 @@ class TokenCache:
                 f"(identity {self.manifest['tokenizer_identity']}), not by {name or 'this tokenizer'} "
                 f"(identity {identity}); re-run `autonat tokenize` with the tokenizer you want")
 
-    def batch(self, index: torch.Tensor, view: torch.Tensor | None = None) -> tuple[torch.Tensor, ClassCondition]:
-        """Token ids [B, L] (int64) and their conditions (class labels) for `index`; `view`
-        picks the flip per example."""
+    def batch(self, index: torch.Tensor, view: torch.Tensor | None = None, caption: torch.Tensor | None = None
+              ) -> tuple[torch.Tensor, ClassCondition | TextCondition]:
+        """Token ids [B, L] (int64) and their conditions for `index`: class labels, or for a
+        captioned cache one caption per image (`caption` uniforms [B] pick which; None = the
+        first); `view` picks the flip per example."""
         idx = index.numpy()
         v = np.zeros_like(idx) if view is None else view.numpy()
         ids = torch.from_numpy(self.tokens[idx, v].astype(np.int64))
+        if self.text is not None:
+            return ids, self.text.condition(index, caption)
         return ids, ClassCondition(torch.from_numpy(self.labels[idx]).long(), self.num_classes)
 
 
@@ -160,8 +185,9 @@ def _load_array(path: Path, mmap: bool = False) -> np.ndarray:
 
 def write_token_cache(tokenizer, dataset: ArrayDataset, out: str | os.PathLike, *, hflip: bool = False,
                       batch_size: int = 500, bf16: bool = False, tokenizer_name: str = "",
-                      chunk: int | None = None, show_progress: bool = True) -> TokenCache:
-    """Tokenize every image of `dataset` (and its mirror image if `hflip`) into a cache at `out`.
+                      chunk: int | None = None, show_progress: bool = True, text_encoder=None) -> TokenCache:
+    """Tokenize every image of `dataset` (and its mirror image if `hflip`) into a cache at `out`;
+    a captioned dataset's captions are encoded by `text_encoder` into `out/text`.
     Progress is saved every `chunk` images (default: every 10 batches). fp32 by default: bf16 can
     flip the nearest code of borderline vectors."""
     chunk = chunk or 10 * batch_size
@@ -183,6 +209,11 @@ def write_token_cache(tokenizer, dataset: ArrayDataset, out: str | os.PathLike, 
                "count": len(dataset), "views": 2 if hflip else 1, "grid": [g, g],
                "codebook_size": tokenizer.codebook_size, "num_classes": dataset.num_classes,
                "class_names": list(dataset.class_names)}
+    if dataset.captions is not None:
+        if text_encoder is None:
+            raise AutonatError("a captioned dataset needs a text encoder to store its captions' states")
+        text_encoder.check([c for caps in dataset.captions for c in caps])
+        request["text_encoder_identity"] = text_encoder.identity
     if (out / "manifest.json").is_file():
         man = load_json(out / "manifest.json")
         if not isinstance(man, dict) or man.get("tokenizer_identity") != request["tokenizer_identity"]:
@@ -196,7 +227,7 @@ def write_token_cache(tokenizer, dataset: ArrayDataset, out: str | os.PathLike, 
     created = not out.exists()
     try:
         out.mkdir(parents=True, exist_ok=True)
-        _tokenize(tokenizer, dataset, out, request, hflip, batch_size, bf16, chunk, show_progress)
+        _tokenize(tokenizer, dataset, out, request, hflip, batch_size, bf16, chunk, show_progress, text_encoder)
     except AutonatError:
         if created:            # a clean error: leave nothing behind (an interruption keeps its progress)
             shutil.rmtree(out, ignore_errors=True)
@@ -205,7 +236,7 @@ def write_token_cache(tokenizer, dataset: ArrayDataset, out: str | os.PathLike, 
 
 
 def _tokenize(tokenizer, dataset: ArrayDataset, out: Path, request: dict, hflip: bool, batch_size: int,
-              bf16: bool, chunk: int, show_progress: bool) -> None:
+              bf16: bool, chunk: int, show_progress: bool, text_encoder=None) -> None:
     g = tokenizer.config.grid_size
     dtype = np.uint16 if tokenizer.codebook_size <= 65535 else np.int32
     shape = (len(dataset), request["views"], g * g)
@@ -244,6 +275,9 @@ def _tokenize(tokenizer, dataset: ArrayDataset, out: Path, request: dict, hflip:
     del arr
     tokenizer.save_pretrained(out / "tokenizer")
     np.save(out / "labels.npy", dataset.labels.numpy().astype(np.int64))
+    if dataset.captions is not None:
+        from .text.store import write_text_store
+        write_text_store(text_encoder, dataset.captions, out / "text", show_progress=show_progress)
     os.replace(partial, out / "tokens.npy")
     atomic_write_json(out / "manifest.json", request)
     prog_path.unlink()

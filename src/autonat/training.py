@@ -29,7 +29,8 @@ from .config import config_to_dict, opt, validate
 from .io import AutonatError
 from .jobs import Throughput, autocast, pick_device
 from .masking import ROUNDINGS, Beta, MaskRatioDistribution
-from .models.registry import build_model, canonical_model_name, count_parameters, load_model, save_model
+from .models.registry import (build_model, canonical_model_name, count_parameters, load_model, parse_model_name,
+                              save_model)
 from .rng import epoch_indices, mix64, step_generator
 from .tokens import TokenCache
 from .trainer import RunOptions, TrainingRun, lr_at, short_run_warning
@@ -123,7 +124,7 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, show_progress
                            f"examples of {cfg.tokens}")
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.model, codebook_size=cache.codebook_size, seq_len=cache.seq_len,
-                        num_classes=cache.num_classes).to(device)
+                        **_condition_overrides(cfg.model, cache)).to(device)
     run = TrainingRun(out, config_to_dict(cfg), cfg, steps=cfg.steps, resume=resume, desc=f"train {cfg.model}",
                       show_progress=show_progress)
     run.check()
@@ -161,7 +162,10 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, show_progress
             g = step_generator(cfg.seed, step, 2)
             views = (torch.rand(len(idx), generator=g) < 0.5).long() if cfg.hflip and cache.tokens.shape[1] > 1 \
                 else torch.zeros(len(idx), dtype=torch.long)
-            ids, cond = cache.batch(idx, views)
+            # a captioned cache: one of each image's captions, from its own stream (so class runs
+            # draw exactly what they drew before captions existed)
+            caption = torch.rand(len(idx), generator=step_generator(cfg.seed, step, 5)) if cache.text else None
+            ids, cond = cache.batch(idx, views, caption)
             cond = cond.dropped(torch.rand(len(cond), generator=g) < cfg.label_dropout)
             # 2. masks for the global batch (the model's rule), then this rank's slice
             gm = step_generator(cfg.seed, step, 3)
@@ -205,10 +209,24 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, show_progress
                "grid": cache.manifest["grid"]}
         training = {**config_to_dict(cfg), "class_names": cache.manifest.get("class_names", []),
                     "wall_seconds_last_run": round(time.time() - t_start, 1)}
+        if cache.text is not None:
+            m = cache.text.manifest
+            training["text_encoder"] = {"name": m["encoder"], "identity": m["encoder_identity"],
+                                        "spec": m.get("encoder_spec", "")}
         export_model(model, ema.shadow, out, tok, training, tokenizer_dir=Path(ref) if inside else None)
         run.log.write({"step": step, "done": True, "wall_seconds": time.time() - t_start})
     D.barrier()
     return out
+
+
+def _condition_overrides(name: str, cache: TokenCache) -> dict:
+    """What the model is conditioned on, from the cache: its classes, or its captions' text states."""
+    if cache.text is None:
+        return {"num_classes": cache.num_classes}
+    if parse_model_name(name)[0] != "uvit":
+        raise AutonatError(f"{name}: text conditioning is implemented for U-ViT models so far "
+                           f"(e.g. --model small), not yet for ENAT")
+    return {"condition": "text", "text_dim": cache.text.dim, "text_len": cache.text.length}
 
 
 def export_model(model: torch.nn.Module, ema_state: dict, out: Path, tokenizer: dict, training: dict,
