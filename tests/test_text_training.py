@@ -11,7 +11,9 @@ from PIL import Image
 if os.environ.get("AUTONAT_REQUIRE_TEXT") != "1":   # .ci/run sets it: never skipped there
     pytest.importorskip("transformers")
 
+from autonat.cli import main  # noqa: E402
 from autonat.io import AutonatError  # noqa: E402
+from autonat.pipeline import Pipeline  # noqa: E402
 from autonat.models.registry import load_model  # noqa: E402
 from autonat.text.encoders import load_text_encoder  # noqa: E402
 from autonat.tokens import TokenCache, TokenizeConfig, tokenize  # noqa: E402
@@ -73,12 +75,62 @@ def test_a_caption_longer_than_the_encoder_is_refused_before_writing(setup, tmp_
     assert not (tmp_path / "out").exists()
 
 
-def test_a_text_model_trains_on_the_captions_and_records_its_encoder(setup, tmp_path):
-    root, _, clip, cache = setup
+@pytest.fixture(scope="module")
+def text_model(setup):
+    root = setup[0]
     cfg = TrainConfig(tokens=str(root / "cache"), model="tiny", batch_size=3, steps=3, warmup=1)
-    m = load_model(train(cfg, tmp_path / "m", show_progress=False))
+    return train(cfg, root / "model", show_progress=False)
+
+
+def test_a_text_model_trains_on_the_captions_and_records_its_encoder(setup, text_model, tmp_path):
+    root, _, clip, cache = setup
+    m = load_model(text_model)
     assert m.config.condition == "text" and (m.config.text_len, m.config.text_dim) == (16, 32)
     assert m.meta["training"]["text_encoder"]["identity"] == load_text_encoder(str(clip)).identity
     with pytest.raises(AutonatError, match="not yet for ENAT"):
         train(TrainConfig(tokens=str(root / "cache"), model="enat-tiny", batch_size=3, steps=1),
               tmp_path / "e", show_progress=False)
+
+
+def test_pipeline_samples_prompts_reproducibly_and_refuses_classes(text_model):
+    pipe = Pipeline.from_pretrained(text_model)
+    a = pipe(prompt=["red apple", "cat face", "red apple"], num_steps=4, generator=torch.Generator().manual_seed(3))
+    assert len(a.images) == 3 and a.prompts == ["red apple", "cat face"] and a.labels == [0, 1, 0]
+    b = pipe(prompt=["red apple", "cat face", "red apple"], num_steps=4, generator=torch.Generator().manual_seed(3))
+    assert torch.equal(a.tokens, b.tokens)                 # same prompts and seed: same images
+    c = pipe(prompt=["red apple", "red apple", "red apple"], num_steps=4, generator=torch.Generator().manual_seed(3))
+    assert torch.equal(c.tokens[[0, 2]], a.tokens[[0, 2]])    # a row depends on its own prompt and noise
+    with pytest.raises(AutonatError, match="conditioned on text prompts, not class labels"):
+        pipe(class_labels=[0], num_steps=4)
+    with pytest.raises(AutonatError, match="conditioned on class labels, not text prompts"):
+        Pipeline.from_pretrained("fashion-mnist")(prompt=["red apple"], num_steps=4)
+
+
+def test_a_saved_text_model_carries_its_encoder(setup, text_model, tmp_path):
+    pipe = Pipeline.from_pretrained(text_model)
+    pipe.save_pretrained(tmp_path / "saved")
+    assert (tmp_path / "saved" / "text_encoder" / "config.json").is_file()
+    again = Pipeline.from_pretrained(tmp_path / "saved")
+    assert again.bundle.conditioner.encoder.identity == pipe.bundle.conditioner.encoder.identity
+    g = torch.Generator().manual_seed(0)
+    assert torch.equal(again(prompt=["cat face"], num_steps=4, generator=g).tokens,
+                       pipe(prompt=["cat face"], num_steps=4, generator=torch.Generator().manual_seed(0)).tokens)
+
+
+def test_sample_cli_takes_a_prompt_or_a_prompt_file(text_model, tmp_path, capsys):
+    out = tmp_path / "s"
+    assert main(["sample", "--model", str(text_model), "--prompt", "red apple", "--n", "2", "--steps", "4",
+                 "--out", str(out)]) == 0
+    assert (out / "grid.png").is_file() and np.load(out / "tokens.npz")["prompts"].tolist() == ["red apple"]
+    f = tmp_path / "prompts.txt"
+    f.write_text("red apple\n\ncat face\n")
+    assert main(["sample", "--model", str(text_model), "--prompts", str(f), "--n", "3", "--steps", "4",
+                 "--out", str(tmp_path / "s2")]) == 0
+    assert np.load(tmp_path / "s2" / "tokens.npz")["labels"].tolist() == [0, 1, 0]
+    assert main(["sample", "--model", str(text_model), "--classes", "1", "--out", str(tmp_path / "s3")]) == 2
+    assert "conditioned on text prompts" in capsys.readouterr().err and not (tmp_path / "s3").exists()
+    assert main(["sample", "--prompt", "red apple", "--out", str(tmp_path / "s4")]) == 2
+    assert "not text prompts" in capsys.readouterr().err
+    f.write_bytes(b"ok\n\xff\n")
+    assert main(["sample", "--model", str(text_model), "--prompts", str(f), "--out", str(tmp_path / "s5")]) == 2
+    assert "prompts.txt:2: not UTF-8" in capsys.readouterr().err

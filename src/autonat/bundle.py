@@ -8,10 +8,11 @@ directory, and checked to belong together.
     bundle.inference_model(bf16=True)                # the copy to sample with (cached per weights)
 
 A model directory is self-contained: `config.json` + `model.safetensors`, its tokenizer in
-`tokenizer/` and the strategies searched for it in `strategies/T*.json` (what `autonat` selects by
-number of steps). Directories that only name their tokenizer (a shipped name or a path) still
+`tokenizer/`, a text-conditional model's text encoder in `text_encoder/`, and the strategies
+searched for it in `strategies/T*.json` (what `autonat` selects by number of steps). Directories that only name their tokenizer (a shipped name or a path) still
 load: the path is tried relative to the model directory, then as given, and the tokenizer's
-identity must match the one recorded at training. `save` writes the self-contained layout.
+identity must match the one recorded at training (the same holds for a text encoder recorded by
+its directory or hub id). `save` writes the self-contained layout.
 
 The pipeline, evaluation, the search, `autonat bench`, `autonat convert` and the demo all load
 through here; nothing above this layer re-implements the pairing check or strategy resolution.
@@ -22,7 +23,7 @@ import math
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import torch
 
@@ -35,6 +36,9 @@ from .presets import resolve_strategy
 from .sampling import check_steps
 from .strategy import Strategy
 from .tokenizer import load as load_tokenizer
+
+if TYPE_CHECKING:
+    from .text.conditioner import TextConditioner
 
 
 def check_pair(model, tokenizer) -> None:
@@ -49,10 +53,32 @@ def check_pair(model, tokenizer) -> None:
                            f"codebook; tokenizer gives {tokenizer.num_tokens} from {tokenizer.codebook_size}")
 
 
-def conditioner_for(model, class_names: Sequence[str] | None = None) -> ClassConditioner:
-    """How a model is conditioned, from its config (class names from its training record)."""
+def conditioner_for(model, class_names: Sequence[str] | None = None, model_dir: Path | None = None):
+    """How a model is conditioned, from its config: class names from its training record, or the
+    text encoder it was trained with (see module docstring)."""
+    if getattr(model.config, "condition", "class") == "text":
+        return _text_conditioner(model, model_dir)
     names = class_names or getattr(model, "meta", {}).get("training", {}).get("class_names") or ()
     return ClassConditioner(model.config.num_classes, tuple(names))
+
+
+def _text_conditioner(model, model_dir: Path | None):
+    from .text.conditioner import TextConditioner
+    from .text.encoders import load_text_encoder
+    rec = getattr(model, "meta", {}).get("training", {}).get("text_encoder") or {}
+    inside = model_dir / "text_encoder" if model_dir is not None else None
+    spec = str(inside) if inside is not None and inside.is_dir() else rec.get("spec")
+    if not spec:
+        raise AutonatError(f"text model {getattr(model, 'source', '')!r} records no text encoder and holds no "
+                           "text_encoder/ directory")
+    enc = load_text_encoder(spec)
+    if rec.get("identity") and enc.identity != rec["identity"]:
+        raise AutonatError(f"text encoder {spec} (identity {enc.identity}) is not the one the model was trained "
+                           f"with ({rec.get('name')}, identity {rec['identity']})")
+    if (enc.max_length, enc.dim) != (model.config.text_len, model.config.text_dim):
+        raise AutonatError(f"text encoder {spec} gives {enc.max_length} x {enc.dim} states; the model takes "
+                           f"{model.config.text_len} x {model.config.text_dim}")
+    return TextConditioner(enc)
 
 
 def _model_tokenizer(model, model_dir: Path | None, device):
@@ -76,7 +102,7 @@ class Bundle:
     """Model + tokenizer + conditioner + installed strategies (see module docstring)."""
     model: torch.nn.Module
     tokenizer: torch.nn.Module
-    conditioner: ClassConditioner = None
+    conditioner: "ClassConditioner | TextConditioner" = None
     strategies_dir: Path | None = None
     name: str = ""
     _twin: tuple | None = field(default=None, repr=False)   # (key, inference model) of the current weights
@@ -91,8 +117,13 @@ class Bundle:
         return next(self.model.parameters()).device
 
     @property
+    def is_text(self) -> bool:
+        """Conditioned on text prompts (else on class labels)."""
+        return getattr(self.model.config, "condition", "class") == "text"
+
+    @property
     def class_names(self) -> list[str]:
-        return list(self.conditioner.class_names)
+        return [] if self.is_text else list(self.conditioner.class_names)
 
     # -- loading / saving ---------------------------------------------------------------------
     @classmethod
@@ -110,7 +141,7 @@ class Bundle:
         else:
             tok = _model_tokenizer(model, model_dir, device)
         sdir = shipped_path("strategies", name) if name in SHIPPED["model"] else model_dir / "strategies"
-        return cls(model, tok, conditioner_for(model), sdir, name=name)
+        return cls(model, tok, conditioner_for(model, model_dir=model_dir), sdir, name=name)
 
     def save(self, path: str | Path, strategies: Sequence[Strategy] = (), strategy_extra: dict | None = None) -> None:
         """A self-contained model directory: weights + config, `tokenizer/`, `strategies/` (the
@@ -119,6 +150,9 @@ class Bundle:
         meta = getattr(self.model, "meta", {})
         with AtomicDir(path) as tmp:
             training = {**meta.get("training", {}), "class_names": self.class_names}
+            if self.is_text:       # the encoder travels with the model
+                self.conditioner.encoder.save_pretrained(tmp / "text_encoder")
+                training["text_encoder"] = {**training.get("text_encoder", {}), "spec": "text_encoder"}
             identity = self.tokenizer.identity or self.tokenizer.saved_identity()
             write_model_files(self.model, tmp, tokenizer={**meta.get("tokenizer", {}), "name": "tokenizer",
                                                           "identity": identity},

@@ -1,7 +1,8 @@
 """`autonat sample` as a library call: `generate_to_dir(SampleConfig(...), out) -> summary`.
 
 Writes into `out`: one PNG per image (`00000.png`, ...), `grid.png` (one column per class,
-upscaled so 28-pixel images can be judged), `tokens.npz` (tokens + labels), `summary.json`, and
+upscaled so 28-pixel images can be judged; one column per prompt for a text model),
+`tokens.npz` (tokens + labels, + prompts), `summary.json`, and
 with `trace`: `trace.json` (every step's canvas and mask, the strategy and where it came from) and
 `strip.png` (the canvas after every step). Everything is checked and sampled first, then the
 directory is created atomically, so an error leaves `out` as it was.
@@ -33,6 +34,8 @@ class SampleConfig:
                                  max=1000.0)
     classes: str = opt("", "comma-separated class ids or names, 'null' = unconditional (default: all "
                            "classes, round-robin)")
+    prompt: str = opt("", "a text prompt for a text-conditional model (every image; several: --prompts)")
+    prompts: str = opt("", "a UTF-8 file of prompts, one per line, used round-robin (text-conditional models)")
     n: int = opt(64, "number of images", min=1, max=1_000_000, aliases=("--num-samples",))
     seed: int = opt(0, "sampling seed", min=0, max=2**63 - 1)
     batch_size: int = opt(256, "images per sampling batch", min=1)
@@ -72,17 +75,46 @@ def check_out_dir(out: str | Path, marker: str = "summary.json") -> Path:
     return out
 
 
+def _prompts(cfg: SampleConfig) -> list[str]:
+    """The prompts of --prompt and --prompts FILE (one per line, blank lines ignored)."""
+    prompts = [cfg.prompt] if cfg.prompt else []
+    if cfg.prompts:
+        path = Path(cfg.prompts)
+        if not path.is_file():
+            raise AutonatError(f"--prompts {path}: no such file")
+        try:
+            text = path.read_bytes().decode("utf-8")
+        except UnicodeDecodeError as e:
+            line = path.read_bytes()[:e.start].count(b"\n") + 1
+            raise AutonatError(f"--prompts {path}:{line}: not UTF-8 text") from None
+        prompts += [line.strip() for line in text.splitlines() if line.strip()]
+        if not prompts:
+            raise AutonatError(f"--prompts {path} holds no prompts")
+    return prompts
+
+
 def generate_to_dir(cfg: SampleConfig, out: str | Path, show_progress: bool = True) -> dict:
     """Sample `cfg.n` images and write them to `out` (see module docstring); returns the summary."""
     from .pipeline import Pipeline
     from .images import grid_image, strip_image
     out = check_out_dir(out)
+    prompts = _prompts(cfg)
     pipe = Pipeline.from_pretrained(cfg.model, tokenizer=cfg.tokenizer or None, device=cfg.device)
-    labels = pipe.bundle.conditioner.parse(cfg.classes or None, cfg.n)
+    if pipe.bundle.is_text:
+        if cfg.classes:
+            raise AutonatError(f"{cfg.model} is conditioned on text prompts, not classes; pass --prompt TEXT "
+                               "or --prompts FILE")
+        kw = {"prompt": pipe.bundle.conditioner.parse(prompts or None, cfg.n)}
+    else:
+        if prompts:
+            raise AutonatError(f"{cfg.model} is conditioned on class labels, not text prompts; pass --classes")
+        kw = {"class_labels": pipe.bundle.conditioner.parse(cfg.classes or None, cfg.n)}
     t0 = time.perf_counter()
-    res = pipe(class_labels=labels, num_steps=cfg.steps, strategy=cfg.strategy, guidance=cfg.guidance,
+    res = pipe(num_steps=cfg.steps, strategy=cfg.strategy, guidance=cfg.guidance,
                generator=torch.Generator().manual_seed(cfg.seed), return_trace=cfg.trace,
-               batch_size=cfg.batch_size, bf16=cfg.bf16, reuse=cfg.reuse, progress=show_progress)
+               batch_size=cfg.batch_size, bf16=cfg.bf16, reuse=cfg.reuse, progress=show_progress, **kw)
+    labels = res.labels
+    names = res.prompts if res.prompts is not None else pipe.class_names
     seconds = time.perf_counter() - t0
     st = res.strategy
     summary = {"out": str(out), "n": cfg.n, "steps": st.steps, "strategy": st.name or "custom",
@@ -94,15 +126,17 @@ def generate_to_dir(cfg: SampleConfig, out: str | Path, show_progress: bool = Tr
         for i, img in enumerate(res.images):
             atomic_write_bytes(tmp / f"{i:05d}.png", _png(img))
         per_class = len(set(labels)) if len(set(labels)) <= 20 else 10
-        atomic_write_bytes(tmp / "grid.png", _png(grid_image(res.images, labels, pipe.class_names,
+        atomic_write_bytes(tmp / "grid.png", _png(grid_image(res.images, labels, names,
                                                              ncol=min(per_class, len(res.images)),
                                                              scale=cfg.grid_scale)))
         buf = io.BytesIO()
-        np.savez(buf, tokens=res.tokens.numpy(), labels=np.asarray(labels))
+        np.savez(buf, tokens=res.tokens.numpy(), labels=np.asarray(labels),
+                 **({"prompts": np.asarray(res.prompts)} if res.prompts is not None else {}))
         atomic_write_bytes(tmp / "tokens.npz", buf.getvalue())
         if cfg.trace:
             trace = {"masked_counts": res.masked_counts, "strategy": st.to_dict(),
                      "strategy_source": summary["strategy_source"], "labels": labels,
+                     **({"prompts": res.prompts} if res.prompts is not None else {}),
                      "steps": [{"ids": s["ids"].tolist(), "mask": s["mask"].int().tolist()} for s in res.trace]}
             atomic_write_bytes(tmp / "trace.json", json.dumps(trace).encode())
             atomic_write_bytes(tmp / "strip.png", _png(strip_image(pipe, res, rows=min(4, cfg.n))))

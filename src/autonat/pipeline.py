@@ -5,6 +5,9 @@
                generator=torch.Generator().manual_seed(0))
     out.images   # list of PIL images;  out.tokens  # LongTensor [B, h, w]
 
+    pipe = autonat.Pipeline.from_pretrained("runs/my-text-model")     # a text-conditional model
+    out = pipe(prompt=["red apple", "cat face"], num_steps=8)
+
 What a model directory holds and how it loads is `autonat.bundle`; sampling is the decode driver
 (`autonat.decode`). This module turns what a user passes into their inputs and their output into
 PIL images.
@@ -28,10 +31,12 @@ from .strategy import Strategy
 class PipelineOutput:
     images: list[Image.Image]
     tokens: torch.Tensor                 # [B, h, w]
-    labels: list[int]                    # class id of every image (num_classes = unconditional)
+    labels: list[int]                    # class id of every image (num_classes = unconditional);
+                                         # for prompts: the index of its prompt in `prompts`
     masked_counts: list[int]
     strategy: Strategy
     trace: list[dict] = field(default_factory=list)   # per step (batch-concatenated), if asked
+    prompts: list[str] | None = None     # the distinct prompts, in order of first use (text models)
 
 
 def to_pil(images: torch.Tensor) -> list[Image.Image]:
@@ -47,7 +52,7 @@ def to_pil(images: torch.Tensor) -> list[Image.Image]:
 
 
 class Pipeline:
-    """A model bundle as a callable: class labels -> images."""
+    """A model bundle as a callable: class labels (or prompts, for a text model) -> images."""
 
     def __init__(self, bundle: Bundle):
         self.bundle = bundle
@@ -75,25 +80,38 @@ class Pipeline:
         return self.bundle.strategy(spec, num_steps, guidance)
 
     # -- generation -----------------------------------------------------------------------------
-    def __call__(self, class_labels: Sequence[int | str] | torch.Tensor | str, num_steps: int = 8,
+    def __call__(self, class_labels: Sequence[int | str] | torch.Tensor | str | None = None, num_steps: int = 8,
                  strategy: str | Strategy = "maskgit", guidance: float | None = None,
                  generator: torch.Generator | None = None, return_trace: bool = False,
                  batch_size: int = 256, bf16: bool | None = None, reuse: bool = True,
-                 progress: bool = True) -> PipelineOutput:
+                 progress: bool = True, prompt: str | Sequence[str] | None = None) -> PipelineOutput:
         """One image per entry of `class_labels` (ids, class names, or 'null' / `num_classes` for
-        unconditional)."""
+        unconditional), or for a text-conditional model per entry of `prompt` ("" = unconditional)."""
         cond = self.bundle.conditioner
-        labels = cond.parse(class_labels)
+        if self.bundle.is_text:
+            if class_labels is not None:
+                raise AutonatError(f"{self.name or 'this model'} is conditioned on text prompts, not class "
+                                   "labels; pass prompt=[...]")
+            items = cond.parse(prompt)
+            prompts = list(dict.fromkeys(items))
+            labels = [prompts.index(p) for p in items]
+        else:
+            if prompt is not None:
+                raise AutonatError(f"{self.name or 'this model'} is conditioned on class labels, not text "
+                                   "prompts; pass class_labels=[...]")
+            items = labels = cond.parse(class_labels)
+            prompts = None
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise AutonatError(f"batch_size must be a whole number >= 1, got {batch_size!r}")
         st = self.strategy(strategy, num_steps, guidance)
         bf16 = True if bf16 is None else bf16
-        out = decode_images(self.bundle.inference_model(bf16, reuse), self.tokenizer, st, cond.condition(labels),
+        out = decode_images(self.bundle.inference_model(bf16, reuse), self.tokenizer, st, cond.condition(items),
                             generator if generator is not None else torch.Generator().manual_seed(0),
                             batch_size=batch_size, bf16=bf16, trace=return_trace,
                             show_progress=progress and len(labels) > 1)
         g = self.tokenizer.config.grid_size
-        return PipelineOutput(to_pil(out.images), out.ids.view(-1, g, g), labels, out.masked_counts, st, out.trace)
+        return PipelineOutput(to_pil(out.images), out.ids.view(-1, g, g), labels, out.masked_counts, st,
+                              out.trace, prompts)
 
     def decode_canvas(self, ids: torch.Tensor, mask: torch.Tensor) -> list[Image.Image]:
         """Images of partially decoded canvases ([MASK] positions drawn as mid-grey)."""

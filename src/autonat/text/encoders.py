@@ -37,6 +37,11 @@ class TextEncoder(Protocol):
     max_length: int
     dim: int
 
+    def save_pretrained(self, path: str | Path) -> None:
+        """Weights, config and tokenizer in one directory (loadable by `load_text_encoder`)."""
+        self.model.save_pretrained(path)
+        self.tokenizer.save_pretrained(path)
+
     def token_count(self, prompt: str) -> int: ...
 
     def encode(self, prompts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]: ...
@@ -94,7 +99,8 @@ class HFTextEncoder:
         except (OSError, ValueError) as e:
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise AutonatError(f"cannot load the text encoder {spec}: {first}") from None
-        self.kind, self.spec = kind, str(spec)
+        self.kind = kind
+        self.spec = str(Path(where).resolve()) if local else str(spec)   # what a model records
         self.name = f"{kind} text encoder {spec}"
         self.model.to(device)
         self.device, self.batch_size = torch.device(device), batch_size
@@ -109,13 +115,20 @@ class HFTextEncoder:
 
     def _identity(self, config) -> str:
         """Hash of the config, the tokenizer's vocabulary and a strided sample of every weight."""
-        h = hashlib.sha256(json.dumps(config.to_dict(), sort_keys=True, default=str).encode())
+        where = ("_name_or_path", "name_or_path", "_commit_hash", "transformers_version")   # not what it computes
+        cfg = {k: v for k, v in config.to_dict().items() if k not in where}
+        h = hashlib.sha256(json.dumps(cfg, sort_keys=True, default=str).encode())
         h.update(json.dumps(sorted(self.tokenizer.get_vocab().items())).encode())
         for name, p in sorted(self.model.state_dict().items()):
             flat = p.detach().flatten()
             h.update(name.encode())
             h.update(flat[:: max(1, flat.numel() // 4096)].float().cpu().numpy().tobytes())
         return h.hexdigest()[:16]
+
+    def save_pretrained(self, path: str | Path) -> None:
+        """Weights, config and tokenizer in one directory (loadable by `load_text_encoder`)."""
+        self.model.save_pretrained(path)
+        self.tokenizer.save_pretrained(path)
 
     def token_count(self, prompt: str) -> int:
         return len(self.tokenizer(prompt, truncation=False)["input_ids"])
