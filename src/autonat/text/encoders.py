@@ -11,7 +11,8 @@ Every encoder fulfils one small contract:
                         longer than L is refused, never silently truncated
     encoder.encode(prompts) -> (states [B, L, D] float32, padding mask [B, L] bool)
 
-`HFTextEncoder` is the papers' choice: a frozen `transformers` encoder - the CLIP text tower (U-ViT
+Two kinds: autonat's own small dual encoder trained on the user's captions (`dual_encoder`; the
+offline default) and `HFTextEncoder`, the papers' choice: a frozen `transformers` encoder - the CLIP text tower (U-ViT
 and AutoNAT's MS-COCO model take CLIP ViT-L/14's 77 last-layer token states) or a T5 encoder
 (Muse) - from a local directory or, when the user is online, a hub id. A local directory may be a
 model directory holding its tokenizer files, or a diffusers pipeline directory with
@@ -162,5 +163,9 @@ class HFTextEncoder:
 
 
 def load_text_encoder(spec: str, device: str | torch.device = "cpu") -> TextEncoder:
-    """A text encoder from a directory or hub id (see module docstring)."""
+    """A text encoder from a directory or hub id: autonat's own dual encoder
+    (`autonat text-encoder train`) or a transformers CLIP-text / T5 encoder."""
+    from .dual_encoder import DualTextEncoder, is_dual_encoder_dir
+    if is_dual_encoder_dir(spec):
+        return DualTextEncoder(spec, device)
     return HFTextEncoder(spec, device)
