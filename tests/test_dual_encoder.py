@@ -11,7 +11,8 @@ from PIL import Image
 from autonat.cli import main
 from autonat.io import AutonatError
 from autonat.text.dual_encoder import DualEncoder
-from autonat.text.dual_train import DualTrainConfig, r_precision, train_dual_encoder
+from autonat.text.alignment import r_precision
+from autonat.text.dual_train import DualTrainConfig, train_dual_encoder
 from autonat.text.encoders import load_text_encoder
 
 COLOURS = {"red": (220, 30, 30), "green": (30, 200, 40), "blue": (30, 40, 220), "yellow": (230, 220, 30),
@@ -77,11 +78,16 @@ def test_a_captioned_cache_can_use_it(trained, tmp_path):
 
 def test_r_precision_counts_the_true_caption_beating_the_distractors():
     sims = torch.eye(50) + 0.01 * torch.rand(50, 50, generator=torch.Generator().manual_seed(0))
-    assert r_precision(sims, 20) == 1.0
-    assert r_precision(-sims, 20) == 0.0
+    assert r_precision(sims, distractors=20) == 1.0
+    assert r_precision(-sims, distractors=20) == 0.0
     half = sims.clone()
     half[:25] = -half[:25]                       # the first half ranks its own caption last
-    assert r_precision(half, 20) == 0.5
+    assert r_precision(half, distractors=20) == 0.5
+    # explicit true columns: image i made from prompt true[i]
+    true = torch.tensor([3, 3, 7])
+    s3 = torch.zeros(3, 10)
+    s3[0, 3] = s3[1, 3] = s3[2, 7] = 1.0
+    assert r_precision(s3, true, distractors=5) == 1.0 and abs(r_precision(s3, true.flip(0), distractors=9) - 1 / 3) < 1e-6
 
 
 def test_cli_trains_and_evaluates(tmp_path, capsys):

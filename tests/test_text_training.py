@@ -134,3 +134,27 @@ def test_sample_cli_takes_a_prompt_or_a_prompt_file(text_model, tmp_path, capsys
     f.write_bytes(b"ok\n\xff\n")
     assert main(["sample", "--model", str(text_model), "--prompts", str(f), "--out", str(tmp_path / "s5")]) == 2
     assert "prompts.txt:2: not UTF-8" in capsys.readouterr().err
+
+
+def test_evaluate_a_text_model_on_held_out_captions_with_r_precision(setup, text_model, tmp_path):
+    from autonat.evaluation import EvalConfig, EvaluateConfig, run_evaluation
+    from autonat.text.dual_encoder import DualEncoder, DualEncoderConfig
+    _, folder, _, _ = setup
+    torch.manual_seed(0)
+    DualEncoder(DualEncoderConfig(max_length=24, dim=16, depth=1, heads=2, embed_dim=16, channels=1,
+                                  image_width=8)).save_pretrained(tmp_path / "dual")
+    ev = EvalConfig(n=6, batch_size=4, reference_data=str(folder), precision_recall=False, count_flops=True,
+                    alignment=str(tmp_path / "dual"))
+    cfg = EvaluateConfig(model=str(text_model), steps=4, eval=ev)
+    a = run_evaluation(cfg, show_progress=False)
+    assert a["prompts"] == 3 and a["r_precision_distractors"] == 2 and 0.0 <= a["r_precision"] <= 1.0
+    assert a["gflops_per_image"] > 0
+    b = run_evaluation(cfg, show_progress=False)          # common random numbers: the same numbers
+    assert (a["fid"], a["r_precision"], a["text_image_similarity"]) == \
+        (b["fid"], b["r_precision"], b["text_image_similarity"])
+    f = tmp_path / "p.txt"
+    f.write_text("red apple\ncat face\n")
+    c = run_evaluation(EvaluateConfig(model=str(text_model), steps=4, eval=EvalConfig(
+        n=4, batch_size=4, reference_data=str(folder), precision_recall=False, count_flops=False,
+        prompts=str(f))), show_progress=False)
+    assert c["n"] == 4 and "r_precision" not in c       # no dual encoder: FID only

@@ -1,12 +1,18 @@
 """Evaluating a generator: sample the conditions of an evaluation, decode, extract features, score.
 
 Noise indexing (what makes common random numbers work): sample i of an evaluation with seed S
-gets condition `conditioner.for_evaluation(n, S)` row i (class-balanced labels in a seeded order)
+gets condition `conditioner.for_evaluation(n, S)` row i (class-balanced labels in a seeded order,
+or for a text model a prompt of the evaluation's pool in a seeded order)
 and, at step t, token-sampling uniforms and re-masking Gumbel uniforms from generators seeded with
 hash(S, i, t, kind) - one number per token position (see `autonat.sampling.IndexedNoise`).
 Nothing depends on the strategy, the batch size or the number of processes, so re-evaluating with
 another strategy reuses exactly the same conditions and noise, and two strategies differ only by
 the strategy.
+
+A text model is evaluated by the MS-COCO protocol (`autonat.text.alignment`): prompts are one
+caption per image of the reference split (pass the held-out split, e.g. --reference-split test)
+or a prompt file; besides FID, R-precision with a dual encoder (the model's own text encoder if
+it is one, or --alignment DIR) measures whether the images show their prompts.
 """
 from __future__ import annotations
 
@@ -50,6 +56,10 @@ class EvalConfig:
                                    "gray, #RRGGBB or R,G,B", check=parse_background)
     precision_recall: bool = opt(True, "k-NN precision/recall against (up to) 10k reference features")
     kid: bool = opt(False, "also compute KID")
+    prompts: str = opt("", "text models: a file of evaluation prompts, one per line (default: one caption "
+                           "per image of the reference data)")
+    alignment: str = opt("", "text models: dual encoder directory for R-precision (default: the model's "
+                             "own text encoder, if it is autonat's dual encoder)")
     count_flops: bool = opt(True, "count forward FLOPs per image")
 
     def __post_init__(self):
@@ -96,6 +106,8 @@ def evaluate_model(bundle: Bundle, strategy: Strategy, extractor, cfg: EvalConfi
     if ref_stats is None and ref_feats is None and D.is_main():   # only rank 0 scores
         ref_feats = reference_features(extractor, cfg.reference_data, cfg.reference_split,
                                        show_progress=show_progress, skip_bad=cfg.skip_bad, background=cfg.background)
+    if bundle.is_text:
+        bundle.conditioner = prepare_text_evaluation(bundle, cfg)
     cond = bundle.conditioner.for_evaluation(cfg.n, cfg.seed)
     lo, hi = D.shard(cfg.n)
     t1 = time.perf_counter()
@@ -104,12 +116,14 @@ def evaluate_model(bundle: Bundle, strategy: Strategy, extractor, cfg: EvalConfi
     sample_seconds = time.perf_counter() - t1
     feats, probs = extract(extractor, images, bf16=False)
     feats, probs = D.gather_cat(feats, cfg.n), D.gather_cat(probs, cfg.n)
+    text = _alignment(bundle, cfg, images, cond.rows(lo, hi), torch.arange(lo, hi)) if bundle.is_text else {}
     res = {}
     if D.is_main():
         if ref_stats is not None:
             cfg = replace(cfg, precision_recall=False, kid=False)
         model, tokenizer = bundle.model, bundle.tokenizer
         res = score(feats, probs, ref_feats, extractor.metric_name, cfg, ref_stats)
+        res.update(text)
         res.update({"n": cfg.n, "steps": strategy.steps, "seed": cfg.seed, "noise": cfg.noise,
                     "strategy": strategy.name or "custom", "strategy_source": strategy.source,
                     "model": getattr(model, "identity", ""), "tokenizer": tokenizer.identity,
@@ -125,6 +139,36 @@ def evaluate_model(bundle: Bundle, strategy: Strategy, extractor, cfg: EvalConfi
             res["decode_flops_per_image"] = decode_flops(tokenizer)
         res["seconds"] = round(time.perf_counter() - t0, 2)
     return D.broadcast_object(res)
+
+
+def prepare_text_evaluation(bundle: Bundle, cfg: EvalConfig):
+    """The bundle's text conditioner with the evaluation's prompt pool (kept if already set for
+    the same request, so a search reads the captions once)."""
+    from .text.alignment import evaluation_prompts
+    key = (cfg.prompts, cfg.reference_data, cfg.reference_split)
+    c = bundle.conditioner
+    if c.eval_prompts and getattr(c, "eval_source", None) == key:
+        return c
+    prompts = evaluation_prompts(cfg.reference_data, cfg.reference_split, cfg.prompts,
+                                 skip_bad=cfg.skip_bad, background=cfg.background)
+    c.encoder.check(prompts)
+    return c.with_eval_prompts(prompts, source=key)
+
+
+def _alignment(bundle: Bundle, cfg: EvalConfig, images: torch.Tensor, cond, sample_ids: torch.Tensor) -> dict:
+    """R-precision and text-image similarity over all ranks' images (empty if no dual encoder)."""
+    from .text.alignment import alignment_hits
+    from .text.dual_encoder import DualEncoder, DualTextEncoder
+    enc = bundle.conditioner.encoder
+    dual = DualEncoder.from_pretrained(cfg.alignment) if cfg.alignment else \
+        enc.model if isinstance(enc, DualTextEncoder) else None
+    if dual is None:
+        return {}
+    pool = list(dict.fromkeys(bundle.conditioner.eval_prompts))
+    hits, sims = alignment_hits(dual, images, cond.prompts, pool, sample_ids, seed=cfg.seed)
+    hits, sims = D.gather_cat(hits, cfg.n), D.gather_cat(sims, cfg.n)
+    return {"r_precision": float(hits.mean()), "r_precision_distractors": min(99, len(pool) - 1),
+            "text_image_similarity": float(sims.mean()), "prompts": len(pool)}
 
 
 def evaluate_real(extractor, cfg: EvalConfig, show_progress: bool = True) -> dict:

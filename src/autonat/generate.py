@@ -77,20 +77,8 @@ def check_out_dir(out: str | Path, marker: str = "summary.json") -> Path:
 
 def _prompts(cfg: SampleConfig) -> list[str]:
     """The prompts of --prompt and --prompts FILE (one per line, blank lines ignored)."""
-    prompts = [cfg.prompt] if cfg.prompt else []
-    if cfg.prompts:
-        path = Path(cfg.prompts)
-        if not path.is_file():
-            raise AutonatError(f"--prompts {path}: no such file")
-        try:
-            text = path.read_bytes().decode("utf-8")
-        except UnicodeDecodeError as e:
-            line = path.read_bytes()[:e.start].count(b"\n") + 1
-            raise AutonatError(f"--prompts {path}:{line}: not UTF-8 text") from None
-        prompts += [line.strip() for line in text.splitlines() if line.strip()]
-        if not prompts:
-            raise AutonatError(f"--prompts {path} holds no prompts")
-    return prompts
+    from .text.alignment import read_prompt_file
+    return ([cfg.prompt] if cfg.prompt else []) + (read_prompt_file(cfg.prompts) if cfg.prompts else [])
 
 
 def generate_to_dir(cfg: SampleConfig, out: str | Path, show_progress: bool = True) -> dict:

@@ -13,6 +13,7 @@ is the encoding of the empty prompt, as in U-ViT and Muse.
 """
 from __future__ import annotations
 
+import copy
 from typing import Sequence
 
 import torch
@@ -30,10 +31,17 @@ class TextConditioner:
     def __init__(self, encoder: TextEncoder, eval_prompts: Sequence[str] = (), cache_size: int = 65536):
         self.encoder = encoder
         self.eval_prompts = tuple(eval_prompts)
+        self.eval_source = None
         self._cache: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         self._cache_size = cache_size
         null_states, null_mask = encoder.encode([""])
         self.null_states, self.null_mask = null_states[0], null_mask[0]
+
+    def with_eval_prompts(self, prompts: Sequence[str], source=None) -> "TextConditioner":
+        """The same conditioner (encoder, cache, null) drawing evaluations from `prompts`."""
+        c = copy.copy(self)
+        c.eval_prompts, c.eval_source = tuple(prompts), source
+        return c
 
     @property
     def text_len(self) -> int:

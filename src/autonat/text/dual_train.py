@@ -21,6 +21,7 @@ from ..io import AutonatError
 from ..jobs import autocast, pick_device
 from ..rng import epoch_indices, step_generator
 from ..trainer import RunOptions, TrainingRun, lr_at
+from .alignment import r_precision
 from .dual_encoder import DualEncoder, DualEncoderConfig
 
 
@@ -65,23 +66,7 @@ def retrieval(model: DualEncoder, ds: ArrayDataset, distractors: int = 99, seed:
     zi = torch.cat([model.embed_images(to_float(ds.images[s:s + 512])) for s in range(0, len(ds), 512)])
     sims = zi @ zt.T
     top1 = float((sims.argmax(1) == torch.arange(len(ds))).float().mean())
-    return {"top1_all": top1, "r_precision": r_precision(sims, distractors, seed), "n": len(ds)}
-
-
-def r_precision(sims: torch.Tensor, distractors: int = 99, seed: int = 0) -> float:
-    """Fraction of rows i whose true text (column i) beats `distractors` random other columns
-    (sims [N, M], M >= N; the AttnGAN protocol with R = 1)."""
-    n, m = sims.shape
-    k = min(distractors, m - 1)
-    if k < 1:
-        raise AutonatError("R-precision needs at least two captions")
-    g = torch.Generator().manual_seed(seed)
-    hits = 0
-    for i in range(n):
-        others = torch.randperm(m - 1, generator=g)[:k]
-        others = others + (others >= i).long()            # skip the true column
-        hits += int(sims[i, i] > sims[i, others].max())
-    return hits / n
+    return {"top1_all": top1, "r_precision": r_precision(sims, None, distractors, seed), "n": len(ds)}
 
 
 def train_dual_encoder(cfg: DualTrainConfig, out: str | Path, resume: bool = False,
