@@ -28,7 +28,7 @@ def register(sub, common) -> None:
     p.add_argument("--tokenizer", default="fashion-mnist", help="shipped name or directory (default: %(default)s)")
     p.add_argument("--n", type=int, default=None, help="first n images (default: all)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
-    add_config_args(p, TokenizeConfig, exclude=("tokenizer", "hflip", "batch_size"))
+    add_config_args(p, TokenizeConfig, exclude=("tokenizer", "hflip", "batch_size", "text_encoder"))
     p.set_defaults(func=cmd_tokenizer_eval, split="test")
 
     p = sub.add_parser("tokenize", parents=[common], help="write the token cache of a dataset split (resumable)")
