@@ -87,6 +87,8 @@ def test_a_text_model_trains_on_the_captions_and_records_its_encoder(setup, text
     m = load_model(text_model)
     assert m.config.condition == "text" and (m.config.text_len, m.config.text_dim) == (16, 32)
     assert m.meta["training"]["text_encoder"]["identity"] == load_text_encoder(str(clip)).identity
+    # self-contained like its tokenizer: the encoder is copied into the model directory
+    assert load_text_encoder(str(text_model / "text_encoder")).identity == load_text_encoder(str(clip)).identity
     with pytest.raises(AutonatError, match="not yet for ENAT"):
         train(TrainConfig(tokens=str(root / "cache"), model="enat-tiny", batch_size=3, steps=1),
               tmp_path / "e", show_progress=False)

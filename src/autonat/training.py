@@ -122,6 +122,7 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, show_progress
     if cfg.batch_size > len(cache):
         raise AutonatError(f"batch_size (--batch-size) {cfg.batch_size} exceeds the {len(cache)} "
                            f"examples of {cfg.tokens}")
+    text_encoder = _text_encoder(cache) if D.is_main() else None   # checked now, copied into the model at the end
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.model, codebook_size=cache.codebook_size, seq_len=cache.seq_len,
                         **_condition_overrides(cfg.model, cache)).to(device)
@@ -209,14 +210,30 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, show_progress
                "grid": cache.manifest["grid"]}
         training = {**config_to_dict(cfg), "class_names": cache.manifest.get("class_names", []),
                     "wall_seconds_last_run": round(time.time() - t_start, 1)}
-        if cache.text is not None:
+        if text_encoder is not None:       # the model directory carries its text encoder, like its tokenizer
+            text_encoder.save_pretrained(out / "text_encoder")
             m = cache.text.manifest
             training["text_encoder"] = {"name": m["encoder"], "identity": m["encoder_identity"],
-                                        "spec": m.get("encoder_spec", "")}
+                                        "spec": "text_encoder", "source": m.get("encoder_spec", "")}
         export_model(model, ema.shadow, out, tok, training, tokenizer_dir=Path(ref) if inside else None)
         run.log.write({"step": step, "done": True, "wall_seconds": time.time() - t_start})
     D.barrier()
     return out
+
+
+def _text_encoder(cache: TokenCache):
+    """The text encoder whose states a captioned cache holds (None for a class cache), loaded from
+    where tokenize found it and checked to be the same one."""
+    if cache.text is None:
+        return None
+    from .text.encoders import load_text_encoder
+    m = cache.text.manifest
+    spec = m.get("encoder_spec") or ""
+    enc = load_text_encoder(spec) if spec else None
+    if enc is None or enc.identity != m.get("encoder_identity"):
+        raise AutonatError(f"{cache.path}: the text encoder that made its caption states ({m.get('encoder')}) "
+                           f"is no longer at {spec or '?'} or has changed; re-run `autonat tokenize`")
+    return enc
 
 
 def _condition_overrides(name: str, cache: TokenCache) -> dict:
