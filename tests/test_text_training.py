@@ -104,6 +104,8 @@ def test_pipeline_samples_prompts_reproducibly_and_refuses_classes(text_model):
     assert torch.equal(c.tokens[[0, 2]], a.tokens[[0, 2]])    # a row depends on its own prompt and noise
     with pytest.raises(AutonatError, match="conditioned on text prompts, not class labels"):
         pipe(class_labels=[0], num_steps=4)
+    with pytest.raises(AutonatError, match="tokens long"):      # refused when encoded, not truncated
+        pipe(prompt=["red apple " * 20], num_steps=4)
     with pytest.raises(AutonatError, match="conditioned on class labels, not text prompts"):
         Pipeline.from_pretrained("fashion-mnist")(prompt=["red apple"], num_steps=4)
 
@@ -160,3 +162,23 @@ def test_evaluate_a_text_model_on_held_out_captions_with_r_precision(setup, text
         n=4, batch_size=4, reference_data=str(folder), precision_recall=False, count_flops=False,
         prompts=str(f))), show_progress=False)
     assert c["n"] == 4 and "r_precision" not in c       # no dual encoder: FID only
+
+
+def test_a_changed_text_encoder_is_refused_by_training_and_loading(setup, text_model, tmp_path):
+    import shutil
+    root, folder, _, _ = setup
+    clip = tiny_clip_dir(tmp_path / "clip")
+    tokenize(TokenizeConfig(tokenizer=str(root / "tok"), data=str(folder), text_encoder=str(clip)),
+             tmp_path / "cache", show_progress=False)
+    shutil.rmtree(clip)
+    tiny_clip_dir(clip, seed=5)                       # same place, other weights
+    with pytest.raises(AutonatError, match="is not the one the caption states of .* was made with"):
+        train(TrainConfig(tokens=str(tmp_path / "cache"), model="tiny", batch_size=3, steps=1),
+              tmp_path / "m", show_progress=False)
+    assert not (tmp_path / "m" / "model.safetensors").exists()
+    moved = tmp_path / "moved"
+    shutil.copytree(text_model, moved)
+    shutil.rmtree(moved / "text_encoder")
+    tiny_clip_dir(moved / "text_encoder", seed=5)
+    with pytest.raises(AutonatError, match="is not the one the model was made with"):
+        Pipeline.from_pretrained(moved)

@@ -9,7 +9,8 @@ directory, and checked to belong together.
 
 A model directory is self-contained: `config.json` + `model.safetensors`, its tokenizer in
 `tokenizer/`, a text-conditional model's text encoder in `text_encoder/`, and the strategies
-searched for it in `strategies/T*.json` (what `autonat` selects by number of steps). Directories that only name their tokenizer (a shipped name or a path) still
+searched for it in `strategies/T*.json` (what `autonat` selects by number of steps).
+Directories that only name their tokenizer (a shipped name or a path) still
 load: the path is tried relative to the model directory, then as given, and the tokenizer's
 identity must match the one recorded at training (the same holds for a text encoder recorded by
 its directory or hub id). `save` writes the self-contained layout.
@@ -56,25 +57,26 @@ def check_pair(model, tokenizer) -> None:
 def conditioner_for(model, class_names: Sequence[str] | None = None, model_dir: Path | None = None):
     """How a model is conditioned, from its config: class names from its training record, or the
     text encoder it was trained with (see module docstring)."""
-    if getattr(model.config, "condition", "class") == "text":
+    if _is_text(model):
         return _text_conditioner(model, model_dir)
     names = class_names or getattr(model, "meta", {}).get("training", {}).get("class_names") or ()
     return ClassConditioner(model.config.num_classes, tuple(names))
 
 
+def _is_text(model) -> bool:
+    return getattr(model.config, "condition", "class") == "text"
+
+
 def _text_conditioner(model, model_dir: Path | None):
     from .text.conditioner import TextConditioner
-    from .text.encoders import load_text_encoder
+    from .text.encoders import load_checked
     rec = getattr(model, "meta", {}).get("training", {}).get("text_encoder") or {}
     inside = model_dir / "text_encoder" if model_dir is not None else None
     spec = str(inside) if inside is not None and inside.is_dir() else rec.get("spec")
     if not spec:
         raise AutonatError(f"text model {getattr(model, 'source', '')!r} records no text encoder and holds no "
                            "text_encoder/ directory")
-    enc = load_text_encoder(spec)
-    if rec.get("identity") and enc.identity != rec["identity"]:
-        raise AutonatError(f"text encoder {spec} (identity {enc.identity}) is not the one the model was trained "
-                           f"with ({rec.get('name')}, identity {rec['identity']})")
+    enc = load_checked(spec, rec.get("identity"), "the model")
     if (enc.max_length, enc.dim) != (model.config.text_len, model.config.text_dim):
         raise AutonatError(f"text encoder {spec} gives {enc.max_length} x {enc.dim} states; the model takes "
                            f"{model.config.text_len} x {model.config.text_dim}")
@@ -119,7 +121,7 @@ class Bundle:
     @property
     def is_text(self) -> bool:
         """Conditioned on text prompts (else on class labels)."""
-        return getattr(self.model.config, "condition", "class") == "text"
+        return _is_text(self.model)
 
     @property
     def class_names(self) -> list[str]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+from typing import Sequence
 
 from .io import AutonatError
 
@@ -40,6 +41,11 @@ class Captions:
 
     def where(self, caption: Caption) -> str:
         return f"{self.source}:{caption.line}"
+
+
+def pick(captions: Sequence[str], u: float) -> str:
+    """Caption number floor(u * count) of one image's captions (u uniform in [0, 1))."""
+    return captions[min(int(u * len(captions)), len(captions) - 1)]
 
 
 def has_captions(folder: str | Path) -> bool:

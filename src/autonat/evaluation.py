@@ -151,7 +151,6 @@ def prepare_text_evaluation(bundle: Bundle, cfg: EvalConfig):
         return c
     prompts = evaluation_prompts(cfg.reference_data, cfg.reference_split, cfg.prompts,
                                  skip_bad=cfg.skip_bad, background=cfg.background)
-    c.encoder.check(prompts)
     return c.with_eval_prompts(prompts, source=key)
 
 

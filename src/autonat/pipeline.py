@@ -93,8 +93,8 @@ class Pipeline:
                 raise AutonatError(f"{self.name or 'this model'} is conditioned on text prompts, not class "
                                    "labels; pass prompt=[...]")
             items = cond.parse(prompt)
-            prompts = list(dict.fromkeys(items))
-            labels = [prompts.index(p) for p in items]
+            first = {p: i for i, p in enumerate(dict.fromkeys(items))}
+            prompts, labels = list(first), [first[p] for p in items]
         else:
             if prompt is not None:
                 raise AutonatError(f"{self.name or 'this model'} is conditioned on class labels, not text "

@@ -122,10 +122,10 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, show_progress
     if cfg.batch_size > len(cache):
         raise AutonatError(f"batch_size (--batch-size) {cfg.batch_size} exceeds the {len(cache)} "
                            f"examples of {cfg.tokens}")
-    text_encoder = _text_encoder(cache) if D.is_main() else None   # checked now, copied into the model at the end
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.model, codebook_size=cache.codebook_size, seq_len=cache.seq_len,
                         **_condition_overrides(cfg.model, cache)).to(device)
+    text_encoder = _text_encoder(cache) if D.is_main() else None   # checked now, copied into the model at the end
     run = TrainingRun(out, config_to_dict(cfg), cfg, steps=cfg.steps, resume=resume, desc=f"train {cfg.model}",
                       show_progress=show_progress)
     run.check()
@@ -226,14 +226,12 @@ def _text_encoder(cache: TokenCache):
     where tokenize found it and checked to be the same one."""
     if cache.text is None:
         return None
-    from .text.encoders import load_text_encoder
+    from .text.encoders import load_checked
     m = cache.text.manifest
-    spec = m.get("encoder_spec") or ""
-    enc = load_text_encoder(spec) if spec else None
-    if enc is None or enc.identity != m.get("encoder_identity"):
-        raise AutonatError(f"{cache.path}: the text encoder that made its caption states ({m.get('encoder')}) "
-                           f"is no longer at {spec or '?'} or has changed; re-run `autonat tokenize`")
-    return enc
+    if not m.get("encoder_spec"):
+        raise AutonatError(f"{cache.path}: its caption states do not record where their text encoder is; "
+                           "re-run `autonat tokenize`")
+    return load_checked(m["encoder_spec"], m.get("encoder_identity"), f"the caption states of {cache.path}")
 
 
 def _condition_overrides(name: str, cache: TokenCache) -> dict:

@@ -1,2 +1,3 @@
-"""Text conditioning: text encoders (`encoders`), prompts -> TextCondition (`conditioner`) and
-captioned image folders (`captions`)."""
+"""Text conditioning: text encoders (`encoders`, `dual_encoder`, `dual_train`), prompts ->
+TextCondition (`conditioner`), caption states beside the tokens (`store`) and text-to-image
+evaluation (`alignment`). Captioned image folders are read at the data layer (`autonat.captions`)."""

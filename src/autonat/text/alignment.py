@@ -46,8 +46,9 @@ def evaluation_prompts(data: str, split: str, prompts_file: str = "", seed: int 
     if ds.captions is None:
         raise AutonatError(f"{data} ({split}) has no captions to prompt a text model with; pass --prompts FILE "
                            "or a captioned reference folder (metadata.jsonl)")
+    from ..captions import pick
     u = torch.rand(len(ds.captions), generator=torch.Generator().manual_seed(seed)).tolist()
-    return [caps[min(int(x * len(caps)), len(caps) - 1)] for caps, x in zip(ds.captions, u)]
+    return [pick(caps, x) for caps, x in zip(ds.captions, u)]
 
 
 def r_precision_hits(sims: torch.Tensor, true: torch.Tensor | None = None, distractors: int = 99,
@@ -79,16 +80,23 @@ def r_precision(sims: torch.Tensor, true: torch.Tensor | None = None, distractor
 
 
 @torch.no_grad()
+def embed(dual, images: torch.Tensor, texts: Sequence[str], chunk: int = 512) -> tuple[torch.Tensor, torch.Tensor]:
+    """Unit embeddings (images [n, e], texts [m, e]) of uint8 images [n, C, H, W] and texts."""
+    from ..data import to_float
+    zt = torch.cat([dual.embed_text(list(texts[s:s + chunk])) for s in range(0, len(texts), chunk)])
+    zi = torch.cat([dual.embed_images(to_float(images[s:s + chunk])) for s in range(0, len(images), chunk)]) \
+        if len(images) else zt[:0]
+    return zi, zt
+
+
+@torch.no_grad()
 def alignment_hits(dual, images: torch.Tensor, prompts: Sequence[str], pool: Sequence[str],
                    sample_ids: torch.Tensor, distractors: int = 99, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """(R-precision hits [n], cosine similarity to the own prompt [n]) of uint8 images
     [n, C, H, W] generated from `prompts`, with the evaluation's distinct prompts `pool` as
     distractors; `sample_ids` key each image's distractors."""
-    from ..data import to_float
     index = {p: i for i, p in enumerate(pool)}
-    zt = torch.cat([dual.embed_text(list(pool[s:s + 512])) for s in range(0, len(pool), 512)])
-    zi = torch.cat([dual.embed_images(to_float(images[s:s + 512])) for s in range(0, len(images), 512)]) \
-        if len(images) else zt[:0]
+    zi, zt = embed(dual, images, pool)
     true = torch.tensor([index[p] for p in prompts], dtype=torch.long)
     sims = zi @ zt.T
     return r_precision_hits(sims, true, distractors, seed, sample_ids), sims[torch.arange(len(true)), true]

@@ -43,14 +43,6 @@ class TextConditioner:
         c.eval_prompts, c.eval_source = tuple(prompts), source
         return c
 
-    @property
-    def text_len(self) -> int:
-        return self.encoder.max_length
-
-    @property
-    def text_dim(self) -> int:
-        return self.encoder.dim
-
     def parse(self, spec: str | Sequence[str] | None, n: int | None = None) -> list[str]:
         """Prompts from one prompt or a list (`n`: repeated round-robin to n entries)."""
         if spec is None:
@@ -61,19 +53,19 @@ class TextConditioner:
             raise AutonatError(f"prompts must be text, got {bad[0]!r}")
         if not items:
             raise AutonatError("no prompts given")
-        self.encoder.check(items)
         return items if n is None else [items[i % len(items)] for i in range(n)]
 
     def condition(self, prompts: Sequence[str]) -> TextCondition:
+        """The prompts' TextCondition (each distinct prompt encoded once; too long: refused)."""
         prompts = list(prompts)
+        if not prompts:
+            raise AutonatError("no prompts given")
         missing = list(dict.fromkeys(p for p in prompts if p not in self._cache))
         if missing:
             states, mask = self.encoder.encode(missing)
             if len(self._cache) + len(missing) > self._cache_size:
                 self._cache.clear()
             self._cache.update({p: (states[i], mask[i]) for i, p in enumerate(missing)})
-        if not prompts:
-            raise AutonatError("no prompts given")
         states = torch.stack([self._cache[p][0] for p in prompts])
         mask = torch.stack([self._cache[p][1] for p in prompts])
         return TextCondition(states, mask, self.null_states, self.null_mask, tuple(prompts))
@@ -86,6 +78,3 @@ class TextConditioner:
         m = len(self.eval_prompts)
         order = torch.randperm(m, generator=torch.Generator().manual_seed(seed))
         return self.condition([self.eval_prompts[int(order[i % m])] for i in range(n)])
-
-    def name(self, prompt: str | None) -> str:
-        return "(no prompt)" if not prompt else prompt

@@ -21,7 +21,8 @@ from ..io import AutonatError
 from ..jobs import autocast, pick_device
 from ..rng import epoch_indices, step_generator
 from ..trainer import RunOptions, TrainingRun, lr_at
-from .alignment import r_precision
+from ..captions import pick
+from .alignment import embed, r_precision
 from .dual_encoder import DualEncoder, DualEncoderConfig
 
 
@@ -48,8 +49,7 @@ class DualTrainConfig(RunOptions):
 
 def _captions_pick(ds: ArrayDataset, idx: torch.Tensor, g: torch.Generator) -> list[str]:
     u = torch.rand(len(idx), generator=g)
-    return [ds.captions[i][min(int(x * len(ds.captions[i])), len(ds.captions[i]) - 1)]
-            for i, x in zip(idx.tolist(), u.tolist())]
+    return [pick(ds.captions[i], x) for i, x in zip(idx.tolist(), u.tolist())]
 
 
 @torch.no_grad()
@@ -61,9 +61,7 @@ def retrieval(model: DualEncoder, ds: ArrayDataset, distractors: int = 99, seed:
     model.eval()
     if len(ds) > limit:
         ds = ArrayDataset(ds.images[:limit], ds.labels[:limit], ds.class_names, captions=ds.captions[:limit])
-    texts = [c[0] for c in ds.captions]
-    zt = torch.cat([model.embed_text(texts[s:s + 512]) for s in range(0, len(texts), 512)])
-    zi = torch.cat([model.embed_images(to_float(ds.images[s:s + 512])) for s in range(0, len(ds), 512)])
+    zi, zt = embed(model, ds.images, [c[0] for c in ds.captions])
     sims = zi @ zt.T
     top1 = float((sims.argmax(1) == torch.arange(len(ds))).float().mean())
     return {"top1_all": top1, "r_precision": r_precision(sims, None, distractors, seed), "n": len(ds)}

@@ -9,7 +9,10 @@ Every encoder fulfils one small contract:
     encoder.dim         D: width of the states
     encoder.token_count(prompt) -> tokens the prompt needs (special tokens included); a prompt
                         longer than L is refused, never silently truncated
-    encoder.encode(prompts) -> (states [B, L, D] float32, padding mask [B, L] bool)
+    encoder.check(prompts)   that refusal without encoding (a pre-flight before writing anything)
+    encoder.encode(prompts) -> (states [B, L, D] float32, padding mask [B, L] bool); refuses a
+                        too-long prompt itself
+    encoder.save_pretrained(dir)   a directory `load_text_encoder` opens again
 
 Two kinds: autonat's own small dual encoder trained on the user's captions (`dual_encoder`; the
 offline default) and `HFTextEncoder`, the papers' choice: a frozen `transformers` encoder - the CLIP text tower (U-ViT
@@ -38,14 +41,13 @@ class TextEncoder(Protocol):
     max_length: int
     dim: int
 
-    def save_pretrained(self, path: str | Path) -> None:
-        """Weights, config and tokenizer in one directory (loadable by `load_text_encoder`)."""
-        self.model.save_pretrained(path)
-        self.tokenizer.save_pretrained(path)
-
     def token_count(self, prompt: str) -> int: ...
 
+    def check(self, prompts: Sequence[str]) -> None: ...
+
     def encode(self, prompts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]: ...
+
+    def save_pretrained(self, path: str | Path) -> None: ...
 
 
 def _transformers():
@@ -134,24 +136,33 @@ class HFTextEncoder:
     def token_count(self, prompt: str) -> int:
         return len(self.tokenizer(prompt, truncation=False)["input_ids"])
 
+    def _too_long(self, prompt: str, n: int) -> AutonatError:
+        return AutonatError(f"prompt {prompt[:60]!r}{'...' if len(prompt) > 60 else ''} is {n} tokens long; "
+                            f"{self.name} takes at most {self.max_length}")
+
     def check(self, prompts: Sequence[str]) -> None:
         for p in prompts:
             if not isinstance(p, str):
                 raise AutonatError(f"a prompt must be text, got {p!r}")
             n = self.token_count(p)
             if n > self.max_length:
-                raise AutonatError(f"prompt {p[:60]!r}{'...' if len(p) > 60 else ''} is {n} tokens long; "
-                                   f"{self.name} takes at most {self.max_length}")
+                raise self._too_long(p, n)
 
     @torch.no_grad()
     def encode(self, prompts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
         prompts = list(prompts)
-        self.check(prompts)
+        bad = [p for p in prompts if not isinstance(p, str)]
+        if bad:
+            raise AutonatError(f"a prompt must be text, got {bad[0]!r}")
         states, masks = [], []
         for lo in range(0, len(prompts), self.batch_size):
-            enc = self.tokenizer(prompts[lo:lo + self.batch_size], padding="max_length",
-                                 max_length=self.max_length, truncation=False, return_tensors="pt")
-            ids, mask = enc["input_ids"].to(self.device), enc["attention_mask"].to(self.device)
+            batch = prompts[lo:lo + self.batch_size]
+            enc = self.tokenizer(batch, padding="max_length", max_length=self.max_length, truncation=False)
+            for p, row in zip(batch, enc["input_ids"]):
+                if len(row) > self.max_length:
+                    raise self._too_long(p, len(row))
+            ids = torch.tensor(enc["input_ids"], device=self.device)
+            mask = torch.tensor(enc["attention_mask"], device=self.device)
             # CLIP's causal text tower ignores its attention mask in the released models (padding
             # is the EOS token and every state attends only to earlier ones); T5 uses it.
             out = self.model(input_ids=ids, attention_mask=None if self.kind.startswith("clip") else mask)
@@ -160,6 +171,16 @@ class HFTextEncoder:
         if not prompts:
             return torch.zeros(0, self.max_length, self.dim), torch.zeros(0, self.max_length, dtype=torch.bool)
         return torch.cat(states), torch.cat(masks)
+
+
+def load_checked(spec: str, identity: str | None, what: str, device: str | torch.device = "cpu") -> TextEncoder:
+    """The text encoder at `spec`, refused unless it has `identity` (the one `what` was made
+    with; None = no record to check against)."""
+    enc = load_text_encoder(spec, device)
+    if identity and enc.identity != identity:
+        raise AutonatError(f"text encoder {spec} (identity {enc.identity}) is not the one {what} was made with "
+                           f"(identity {identity})")
+    return enc
 
 
 def load_text_encoder(spec: str, device: str | torch.device = "cpu") -> TextEncoder:

@@ -85,7 +85,9 @@ class TextStore:
 
 def write_text_store(encoder, captions: Sequence[Sequence[str]], out: str | os.PathLike,
                      batch_size: int = 256, show_progress: bool = True) -> TextStore:
-    """Encode every caption of every image (`captions[i]`: image i's captions) into `out`."""
+    """Encode every caption of every image (`captions[i]`: image i's captions) into `out`. The
+    caller checks the captions first (`encoder.check`, as `write_token_cache` does before it
+    creates anything); `encode` would refuse a too-long one only after `out` exists."""
     from ..jobs import progress
     out = Path(out)
     flat = [c for caps in captions for c in caps]
@@ -93,7 +95,6 @@ def write_text_store(encoder, captions: Sequence[Sequence[str]], out: str | os.P
     offsets[1:] = np.cumsum([len(c) for c in captions])
     if any(len(c) == 0 for c in captions):
         raise AutonatError("every image needs at least one caption")
-    encoder.check(flat)              # a caption longer than the encoder takes: refused before any work
     out.mkdir(parents=True, exist_ok=True)
     L, D = encoder.max_length, encoder.dim
     states = np.lib.format.open_memmap(out / "states.partial.npy", mode="w+", dtype=np.float16,
