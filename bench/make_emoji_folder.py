@@ -7,6 +7,8 @@ written as a captioned image folder (Hugging Face imagefolder convention) with a
 
 Captions of an emoji: its name ("red apple"), each short name ("apple"), and "<name>, <category>"
 ("red apple, food & drink"); a skin-tone variant adds the tone ("waving hand: medium skin tone").
+Each image's `label` is its category (10 classes; `autonat featnet train` learns them, which gives
+the folder its own FID feature space, `fid_emoji`, independent of the text encoder).
 Held-out split: every 10th *base* emoji in sort order, with all its skin-tone variants, goes to
 `test/`; their names never occur in `train/`, so prompts from `test/` were never seen in training.
 The package's 16.0.0 tarball has sha256 checked below (as the Fashion-MNIST loader does).
@@ -58,7 +60,7 @@ def build(package: Path, out: Path, holdout_every: int = 10) -> dict:
                 continue
             (out / split).mkdir(parents=True, exist_ok=True)
             shutil.copy(src, out / split / image)
-            rows[split].append({"file_name": image, "text": _captions(e, tone)})
+            rows[split].append({"file_name": image, "text": _captions(e, tone), "label": e["category"]})
     for split, r in rows.items():
         (out / split / "metadata.jsonl").write_text("".join(json.dumps(x, ensure_ascii=False) + "\n" for x in r),
                                                     encoding="utf-8")

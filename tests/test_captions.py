@@ -93,3 +93,54 @@ def test_a_folder_without_metadata_has_no_captions(tmp_path):
     root = tmp_path / "set"
     _images(root, ["a.png"])
     assert load_dataset(str(root)).captions is None
+
+
+def test_a_label_column_gives_classes_shared_by_the_splits(tmp_path):
+    """`label` (e.g. an emoji's category) -> class ids by sorted name over every split; the label is
+    part of the identity; a folder mixing labelled and unlabelled lines is refused by line."""
+    root = tmp_path / "set"
+    _images(root / "train", ["a.png", "b.png", "c.png"])
+    _images(root / "test", ["z.png"])
+    _meta(root / "train", [{"file_name": "a.png", "text": "apple", "label": "food"},
+                           {"file_name": "b.png", "text": "cat", "label": "animal"},
+                           {"file_name": "c.png", "text": "pear", "label": "food"}])
+    _meta(root / "test", [{"file_name": "z.png", "text": "zebra", "label": "zoo"}])
+    train, test = load_dataset(str(root), "train"), load_dataset(str(root), "test")
+    assert train.class_names == test.class_names == ("animal", "food", "zoo")
+    assert train.labels.tolist() == [1, 0, 1] and test.labels.tolist() == [2]
+    first = train.identity
+    _meta(root / "train", [{"file_name": "a.png", "text": "apple", "label": "fruit"},
+                           {"file_name": "b.png", "text": "cat", "label": "animal"},
+                           {"file_name": "c.png", "text": "pear", "label": "food"}])
+    assert load_dataset(str(root), "train").identity != first
+    _meta(root / "train", [{"file_name": "a.png", "text": "apple", "label": "food"},
+                           {"file_name": "b.png", "text": "cat"}, {"file_name": "c.png", "text": "pear"}])
+    with pytest.raises(AutonatError, match=r"metadata.jsonl:2: no 'label' although earlier lines have one"):
+        load_dataset(str(root), "train")
+    _meta(root / "train", [{"file_name": "a.png", "text": "apple", "label": 3}])
+    with pytest.raises(AutonatError, match=r":1: 'label' must be a non-empty string"):
+        load_dataset(str(root), "train")
+    unlabelled = tmp_path / "plain"
+    _images(unlabelled, ["a.png"])
+    _meta(unlabelled, [{"file_name": "a.png", "text": "apple"}])
+    assert load_dataset(str(unlabelled)).class_names == ("all",)
+
+
+def test_featnet_learns_the_labels_of_a_captioned_folder_and_refuses_one_without(tmp_path):
+    from autonat.metrics.featnet_train import FeatureNetTrainConfig, train_featnet
+    root = tmp_path / "set"
+    names = [f"{k}.png" for k in range(16)]
+    root.mkdir()
+    for k, n in enumerate(names):      # two classes: dark and bright images
+        Image.fromarray(np.full((8, 8, 3), 30 if k % 2 else 220, np.uint8)).save(root / n)
+    _meta(root, [{"file_name": n, "text": f"image {k}"} for k, n in enumerate(names)])
+    cfg = FeatureNetTrainConfig(data=str(root), epochs=1, batch_size=4, metric="toy")
+    with pytest.raises(AutonatError, match="a 'label' on every line"):
+        train_featnet(cfg, tmp_path / "f0", show_progress=False)
+    assert not (tmp_path / "f0").exists()
+    _meta(root, [{"file_name": n, "text": f"image {k}", "label": "dark" if k % 2 else "bright"}
+                 for k, n in enumerate(names)])
+    res = train_featnet(cfg, tmp_path / "f", show_progress=False)
+    assert res["metric"] == "toy"
+    saved = json.loads((tmp_path / "f" / "config.json").read_text())
+    assert saved["num_classes"] == 2 and saved["metric"] == "toy" and saved["in_channels"] == 3

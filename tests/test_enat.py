@@ -228,9 +228,9 @@ def _encoder_inputs(m):
     seen = []
     orig = m.encode
 
-    def encode(ids, pos, mod, context=None):
+    def encode(ids, pos, mod, context=None, key_mask=None, prefix=None):
         seen.append((ids.shape[1], 0 if context is None else context.shape[1]))
-        return orig(ids, pos, mod, context)
+        return orig(ids, pos, mod, context, key_mask, prefix)
     m.encode = encode
     return seen
 

@@ -123,3 +123,29 @@ def test_guided_sampling_of_a_text_model_decodes_everything_and_is_row_independe
     assert not torch.equal(first_scores(st, other_null), first_scores(st, c))
     plain = maskgit(4, guidance_scale=0.0)
     assert torch.equal(first_scores(plain, other_null), first_scores(plain, c))
+
+
+def test_pooled_context_is_the_masked_mean_of_each_window():
+    c = _text(3, lengths=[1, 3, 6])
+    states, mask = c.pooled(4)                       # L = 6 -> windows [0, 4), [4, 6) (+2 padding)
+    assert states.shape == (3, 2, D) and mask.tolist() == [[True, False], [True, False], [True, True]]
+    assert torch.allclose(states[0, 0], c.states[0, 0])                  # one real token: itself
+    assert torch.allclose(states[1, 0], c.states[1, :3].mean(0))         # padding left out of the mean
+    assert torch.allclose(states[2, 1], c.states[2, 4:6].mean(0))
+    assert c.pooled(1)[0] is c.states
+
+
+def test_a_pooled_text_model_hides_padding_and_sees_every_real_token():
+    m = _model(context_pool=4)
+    assert m.config.context_len == 2 and m.pos_emb.shape[1] == 2 + 16
+    c = _text(2, lengths=[3, 5])
+    ids = torch.randint(0, 33, (2, 16), generator=torch.Generator().manual_seed(1))
+    ref = m(ids, c)
+    junk = c.states.clone()
+    junk[~c.mask] = 1e3 * torch.randn(int((~c.mask).sum()), D)
+    assert torch.allclose(m(ids, TextCondition(junk, c.mask, c.null_states, c.null_mask)), ref, atol=1e-5)
+    for pos in (0, 4):      # a token in the first window, and in the second (row 1 only)
+        real = c.states.clone()
+        real[1, pos] += 1.0
+        assert not torch.allclose(m(ids, TextCondition(real, c.mask, c.null_states, c.null_mask))[1], ref[1],
+                                  atol=1e-3)

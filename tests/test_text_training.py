@@ -89,9 +89,18 @@ def test_a_text_model_trains_on_the_captions_and_records_its_encoder(setup, text
     assert m.meta["training"]["text_encoder"]["identity"] == load_text_encoder(str(clip)).identity
     # self-contained like its tokenizer: the encoder is copied into the model directory
     assert load_text_encoder(str(text_model / "text_encoder")).identity == load_text_encoder(str(clip)).identity
-    with pytest.raises(AutonatError, match="not yet for ENAT"):
-        train(TrainConfig(tokens=str(root / "cache"), model="enat-tiny", batch_size=3, steps=1),
-              tmp_path / "e", show_progress=False)
+
+
+def test_a_text_enat_trains_and_samples_prompts(setup, tmp_path):
+    root = setup[0]
+    out = train(TrainConfig(tokens=str(root / "cache"), model="enat-tiny", batch_size=3, steps=2, warmup=1,
+                            text_pool=4), tmp_path / "e", show_progress=False)
+    m = load_model(out)
+    assert m.arch == "enat" and m.config.condition == "text" and m.config.context_len == 4
+    pipe = Pipeline.from_pretrained(out)
+    a = pipe(prompt=["red apple", "cat face"], num_steps=4, generator=torch.Generator().manual_seed(1))
+    b = pipe(prompt=["red apple", "cat face"], num_steps=4, generator=torch.Generator().manual_seed(1))
+    assert len(a.images) == 2 and all(np.array_equal(np.asarray(x), np.asarray(y)) for x, y in zip(a.images, b.images))
 
 
 def test_pipeline_samples_prompts_reproducibly_and_refuses_classes(text_model):
@@ -182,3 +191,38 @@ def test_a_changed_text_encoder_is_refused_by_training_and_loading(setup, text_m
     tiny_clip_dir(moved / "text_encoder", seed=5)
     with pytest.raises(AutonatError, match="is not the one the model was made with"):
         Pipeline.from_pretrained(moved)
+
+
+def test_the_generation_search_runs_on_a_text_model_with_fid_plus_alignment(setup, text_model, tmp_path):
+    """F = FID + w (100 - R-precision %) on held-out captions with common random numbers; the final
+    report keeps both parts; w = 0 is FID alone; a re-run resumes from the store."""
+    from autonat.search.generation import GenSearchConfig
+    from autonat.search.loop import SearchConfig
+    from autonat.search.run import run
+    from autonat.search.store import TrialStore
+    from autonat.text.dual_encoder import DualEncoder, DualEncoderConfig
+    _, folder, _, _ = setup
+    torch.manual_seed(0)
+    DualEncoder(DualEncoderConfig(max_length=24, dim=16, depth=1, heads=2, embed_dim=16, channels=1,
+                                  image_width=8)).save_pretrained(tmp_path / "dual")
+    base = dict(only="generation", model=str(text_model), ref_data=str(folder), steps=2, n=6, n_final=6,
+                batch_size=6, bf16=False, screen="none", validate_top=1, alignment=str(tmp_path / "dual"),
+                gen=GenSearchConfig(pattern_evals=2, max_updates=0))
+    rep = run(SearchConfig(**base, alignment_weight=0.5), tmp_path / "s", log=lambda *_: None)
+    detail = rep.final["detail"]
+    for tag, key in (("final-baseline", "baseline"), ("final-found", "found")):
+        d = detail[tag]
+        assert 0.0 <= d["r_precision"] <= 1.0
+        assert d["objective"] == pytest.approx(d["fid"] + 0.5 * 100 * (1 - d["r_precision"]))
+        assert rep.final[key] == d["objective"]
+    store = TrialStore(tmp_path / "s" / "trials.sqlite")
+    evals = store.evaluations()
+    assert evals and all(e["inputs"]["alignment_weight"] == 0.5 for e in evals)
+    store.close()
+    again = run(SearchConfig(**base, alignment_weight=0.5), tmp_path / "s", log=lambda *_: None)
+    store = TrialStore(tmp_path / "s" / "trials.sqlite")
+    assert len(store.evaluations()) == len(evals) and again.final == rep.final      # resumed, not redone
+    store.close()
+    fid_only = run(SearchConfig(**base, alignment_weight=0.0), tmp_path / "s0", log=lambda *_: None)
+    d = fid_only.final["detail"]["final-baseline"]
+    assert d["objective"] == d["fid"] == pytest.approx(detail["final-baseline"]["fid"])

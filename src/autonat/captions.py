@@ -3,8 +3,10 @@
 `metadata.jsonl` lies beside the images (in the folder, or in each split folder `train/`, `test/`):
 one JSON object per line with `file_name` (the image's path relative to that folder) and `text`
 (its caption). An image may have several captions, as in MS-COCO: several lines with the same
-`file_name`, or `text` given as a list of strings. Other keys are ignored. Every image of a
-captioned folder needs at least one caption.
+`file_name`, or `text` given as a list of strings. Every image of a captioned folder needs at
+least one caption. An optional `label` (a string, e.g. MS-COCO's supercategory or an emoji's
+category) gives the image a class for training a feature network on the folder (`autonat featnet
+train`); either every line of a folder has one or none does. Other keys are ignored.
 
 A bad line (not UTF-8, not a JSON object, no `file_name`, no or empty `text`, a file that does not
 exist) is an error naming the file and the line; with `skip_bad` it is skipped and counted
@@ -34,6 +36,7 @@ class Captions:
     root: Path
     by_file: dict[str, list[Caption]]
     skipped: list[str] = field(default_factory=list)
+    labels: dict[str, str] = field(default_factory=dict)   # image path -> its `label` (if the folder has them)
 
     @property
     def source(self) -> Path:
@@ -68,6 +71,7 @@ def read_captions(folder: str | Path, skip_bad: bool = False) -> Captions:
     if not path.is_file():
         raise AutonatError(f"{root}: no {METADATA} (one JSON object per line with file_name and text)")
     out = Captions(root, {})
+    labelled: bool | None = None      # decided by the first good line
     raw = path.read_bytes()
     for number, line in enumerate(raw.split(b"\n"), 1):
         if not line.strip():
@@ -95,16 +99,39 @@ def read_captions(folder: str | Path, skip_bad: bool = False) -> Captions:
             if not (root / rel).is_file():
                 raise AutonatError(f"{where}: file {name!r} not found in {root}")
             texts = _texts(obj["text"], where)
+            label = obj.get("label")
+            if label is not None and (not isinstance(label, str) or not label.strip()):
+                raise AutonatError(f"{where}: 'label' must be a non-empty string, got {label!r}")
+            if labelled is not None and (label is not None) != labelled:
+                raise AutonatError(f"{where}: " + ("no 'label' although earlier lines have one" if labelled
+                                                   else "a 'label' although earlier lines have none")
+                                   + " (give every line a label, or none)")
+            if label is not None and out.labels.get(str(rel), label) != label:
+                raise AutonatError(f"{where}: label {label!r} differs from {name}'s earlier label "
+                                   f"{out.labels[str(rel)]!r}")
         except AutonatError as e:
             if not skip_bad:
                 raise AutonatError(f"{e} (pass --skip-bad to skip bad caption lines)") from None
             out.skipped.append(str(e))
             continue
         out.by_file.setdefault(str(rel), []).extend(Caption(t, number) for t in texts)
+        labelled = label is not None
+        if label is not None:
+            out.labels[str(rel)] = label.strip()
     if not out.by_file:
         raise AutonatError(f"{path}: no usable captions" + (f" ({len(out.skipped)} bad lines skipped)"
                                                            if out.skipped else ""))
     return out
+
+
+def label_names(roots: Sequence[str | Path]) -> list[str]:
+    """The sorted `label` values over the metadata of `roots` (every split, so that a class id
+    means the same class in train and test); empty when the folders have no labels."""
+    names: set[str] = set()
+    for r in roots:
+        if has_captions(r):
+            names |= set(read_captions(r, skip_bad=True).labels.values())
+    return sorted(names)
 
 
 def captions_for(captions: Captions, files: list[Path], skip_bad: bool = False

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import Protocol, Sequence, runtime_checkable
 
 import torch
+import torch.nn.functional as F
 
 from .io import AutonatError
 
@@ -157,6 +158,19 @@ class TextCondition:
     def dim(self) -> int:
         """D, the width of the text encoder's states."""
         return self.states.shape[2]
+
+    def pooled(self, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(states [B, ceil(L/k), D], mask [B, ceil(L/k)]): the masked mean of each window of k
+        consecutive tokens (padding excluded; a window of padding only stays padding). A
+        byte-level encoder's long sequences become k times fewer context tokens for the NAT."""
+        if k == 1:
+            return self.states, self.mask
+        b, n, d = self.states.shape
+        pad = -n % k
+        m = F.pad(self.mask, (0, pad)).view(b, -1, k)
+        x = F.pad(self.states, (0, 0, 0, pad)).view(b, -1, k, d)
+        w = m.to(x.dtype).unsqueeze(-1)
+        return (x * w).sum(2) / w.sum(2).clamp(min=1), m.any(2)
 
     def _like(self, states, mask, prompts) -> "TextCondition":
         return TextCondition(states, mask, self.null_states, self.null_mask, tuple(prompts))

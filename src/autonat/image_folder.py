@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from .captions import captions_for, has_captions, read_captions
+from .captions import captions_for, has_captions, label_names, read_captions
 from .dataset import ArrayDataset
 from .io import AutonatError
 
@@ -183,9 +183,15 @@ def load_image_folder(root: str | os.PathLike, split: str = "train", resolution:
     texts = None
     if captions is not None:
         per_file, keep = captions_for(captions, loaded, skip_bad)
-        images, labels, loaded = [images[i] for i in keep], [labels[i] for i in keep], [loaded[i] for i in keep]
+        images, loaded = [images[i] for i in keep], [loaded[i] for i in keep]
         texts = [tuple(c.text for c in caps) for caps in per_file]
         skipped += captions.skipped
+        if captions.labels:   # `label` column: classes for a feature network, shared by every split
+            classes = label_names([root] + [top / s for s in ("train", "test") if top / s != root])
+            ids = {c: i for i, c in enumerate(classes)}
+            labels = [ids[captions.labels[p.relative_to(root).as_posix()]] for p in loaded]
+        else:
+            labels = [0] * len(loaded)
     if not images:
         raise AutonatError(f"{root}: no usable image ({len(skipped)} skipped)")
     for i, (path, arr) in enumerate(zip(loaded, images)):
@@ -193,6 +199,8 @@ def load_image_folder(root: str | os.PathLike, split: str = "train", resolution:
         h.update(arr.tobytes())
         if texts is not None:
             h.update("\x00".join(texts[i]).encode() + b"\x01")
+            if captions.labels:
+                h.update(classes[labels[i]].encode() + b"\x02")
     return ArrayDataset(images=torch.from_numpy(np.stack(images)),
                         labels=torch.tensor(labels, dtype=torch.int64),
                         class_names=tuple(classes), identity=f"folder:{split}:{h.hexdigest()[:16]}",

@@ -62,6 +62,8 @@ class TrainConfig(RunOptions):
                                min=0.0, max=1.0)
     grad_clip: float = opt(1.0, "gradient-norm clipping", min=0.0)
     hflip: bool = opt(True, "use the mirrored view of the cache (if stored) half of the time")
+    text_pool: int = opt(1, "text models: average each k consecutive text-encoder states into one context "
+                            "token (fewer tokens for byte-level encoders; 1 = every state)", min=1, max=1 << 12)
     reuse_prob: float = opt(0.5, "ENAT: probability of training through the reuse path", min=0.0, max=1.0)
     init_from: str = opt("", "warm start from a saved model directory (e.g. to extend a finished run)")
 
@@ -124,7 +126,7 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, show_progress
                            f"examples of {cfg.tokens}")
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.model, codebook_size=cache.codebook_size, seq_len=cache.seq_len,
-                        **_condition_overrides(cfg.model, cache)).to(device)
+                        **_condition_overrides(cfg.model, cache, cfg.text_pool)).to(device)
     text_encoder = _text_encoder(cache) if D.is_main() else None   # checked now, copied into the model at the end
     run = TrainingRun(out, config_to_dict(cfg), cfg, steps=cfg.steps, resume=resume, desc=f"train {cfg.model}",
                       show_progress=show_progress)
@@ -234,14 +236,15 @@ def _text_encoder(cache: TokenCache):
     return load_checked(m["encoder_spec"], m.get("encoder_identity"), f"the caption states of {cache.path}")
 
 
-def _condition_overrides(name: str, cache: TokenCache) -> dict:
+def _condition_overrides(name: str, cache: TokenCache, text_pool: int = 1) -> dict:
     """What the model is conditioned on, from the cache: its classes, or its captions' text states."""
     if cache.text is None:
+        if text_pool != 1:
+            raise AutonatError(f"text_pool (--text-pool) {text_pool} applies to text models; {cache.path} "
+                               "holds class labels, not captions")
         return {"num_classes": cache.num_classes}
-    if parse_model_name(name)[0] != "uvit":
-        raise AutonatError(f"{name}: text conditioning is implemented for U-ViT models so far "
-                           f"(e.g. --model small), not yet for ENAT")
-    return {"condition": "text", "text_dim": cache.text.dim, "text_len": cache.text.length}
+    return {"condition": "text", "text_dim": cache.text.dim, "text_len": cache.text.length,
+            "context_pool": text_pool}
 
 
 def export_model(model: torch.nn.Module, ema_state: dict, out: Path, tokenizer: dict, training: dict,

@@ -23,6 +23,11 @@ from ..trainer import RunOptions, TrainingRun, lr_at
 from .features import FeatureNet, FeatureNetConfig, with_unit_feature_variance
 
 
+def _check_metric(name: str) -> None:
+    if name and not all(c.isascii() and (c.isalnum() or c == "_") for c in name):
+        raise AutonatError(f"metric (--metric) {name!r}: ASCII letters, digits and _ only")
+
+
 @dataclass(frozen=True)
 class FeatureNetTrainConfig(RunOptions):
     """How a feature network is trained (saved as train_config.json)."""
@@ -37,6 +42,8 @@ class FeatureNetTrainConfig(RunOptions):
     lr: float = opt(0.1, "peak learning rate (SGD, Nesterov momentum 0.9)", min=0.0, max=10.0)
     weight_decay: float = opt(5e-4, "weight decay", min=0.0)
     log_every: int = opt(100, "log every N steps", min=1)
+    metric: str = opt("", "name of the distance this network defines (results say fid_<metric>; default: "
+                          "derived from the data folder's name)", check=_check_metric)
 
     def __post_init__(self):
         validate(self)
@@ -100,12 +107,16 @@ def train_featnet(cfg: FeatureNetTrainConfig, out: str | Path, resume: bool = Fa
     if bool((train.images == train.images[:1]).all()):
         raise AutonatError(f"{cfg.data}: every training image is identical; a feature network cannot learn "
                            f"features (and FID would be undefined) from one image")
+    if train.num_classes < 2:
+        raise AutonatError(f"{cfg.data}: a feature network learns to tell classes apart and this data has one "
+                           f"({train.class_names[0]!r}); give it class folders, or, for a captioned folder, a "
+                           f"'label' on every line of metadata.jsonl")
     steps_per_epoch = len(train) // cfg.batch_size
     if steps_per_epoch < 1:
         raise AutonatError(f"batch_size (--batch-size) {cfg.batch_size} exceeds the {len(train)} training images")
     steps = cfg.epochs * steps_per_epoch
     mcfg = FeatureNetConfig(in_channels=train.image_shape[0], image_size=train.image_shape[1],
-                            num_classes=train.num_classes, metric=metric_name(cfg.data))
+                            num_classes=train.num_classes, metric=cfg.metric or metric_name(cfg.data))
     run = TrainingRun(out, {"model": config_to_dict(mcfg), "train": config_to_dict(cfg)}, cfg, steps=steps,
                       resume=resume, desc="featnet", show_progress=show_progress)
     torch.manual_seed(cfg.seed)

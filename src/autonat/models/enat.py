@@ -16,6 +16,14 @@
 * The authors' released layout (the `-official` variant of the registry): LayerNorm'd embeddings, tanh-GELU, a
   4d-wide reuse projection, projected reuse, qkv biases and a plain LayerNorm output layer instead
   of autonat's modulated one; `autonat convert` loads their checkpoints into it.
+* Text conditioning (autonat's design; the authors released no text-to-image code): the prompt's
+  text-encoder states, projected (and optionally pooled, `context_pool`), are *visible tokens*
+  of the encoder - known information, which by the paper's spatial finding is what the encoder is
+  for: they are encoded together with the first visible image tokens, cached like any encoded
+  token (so with reuse they are encoded once per image, at the first step), and every [MASK]
+  token reads them through SC-Attention with the visible image features (padding hidden by a
+  key mask). The adaLN-Zero modulations come from the masked mean of the projected states, so
+  every block is conditioned even when the encoder sees few tokens.
 * Class conditioning: adaLN-Zero (as released) from a class embedding of a `ClassCondition`
   (null id C for guidance). Chosen over an in-context token because the encoder may see very few tokens
   (1 at the first reuse steps) and modulation conditions every token directly.
@@ -31,7 +39,7 @@ from dataclasses import dataclass, replace
 import torch
 import torch.nn as nn
 
-from ..conditioning import ClassCondition, expect_condition
+from ..conditioning import ClassCondition, TextCondition, expect_condition
 from ..config import opt, validate
 from ..io import AutonatError
 from ..masking import sample_training_mask
@@ -46,6 +54,11 @@ class ENATConfig:
     codebook_size: int = opt(1024, "K; the [MASK] id is K", min=2, max=1 << 20)
     seq_len: int = opt(49, "N = h * w image tokens", min=1, max=1 << 16)
     num_classes: int = opt(10, "C; the null (unconditional) class id is C", min=1, max=1 << 20)
+    condition: str = opt("class", "what the model is conditioned on", choices=("class", "text"))
+    text_dim: int = opt(0, "D, width of the text encoder's states (text models)", min=0, max=1 << 16)
+    text_len: int = opt(0, "L, the text encoder's context tokens (text models)", min=0, max=1 << 12)
+    context_pool: int = opt(1, "text models: the NAT sees the masked mean of each k consecutive text states",
+                            min=1, max=1 << 12)
     dim: int = opt(256, "width", min=8, max=16384)
     encoder_depth: int = opt(8, "E: blocks over visible tokens", min=1, max=1024)
     decoder_depth: int = opt(1, "D: SC-Attention blocks over [MASK] tokens", min=1, max=1024)
@@ -73,6 +86,17 @@ class ENATConfig:
         validate(self)
         if self.dim % self.heads:
             raise AutonatError(f"dim {self.dim} must be divisible by heads {self.heads}")
+        if self.condition == "text":
+            if self.text_dim < 1 or self.text_len < 1:
+                raise AutonatError("a text-conditional ENAT needs text_dim and text_len (the text encoder's "
+                                   f"width and context length), got {self.text_dim} and {self.text_len}")
+            if self.class_table:
+                raise AutonatError("class_table (a folded class model) does not apply to a text model")
+
+    @property
+    def context_len(self) -> int:
+        """P, the text tokens in front of the image positions of the cache (0 for class models)."""
+        return -(-self.text_len // self.context_pool) if self.condition == "text" else 0
 
 
 @dataclass
@@ -82,9 +106,9 @@ class ENATCache:
     At inference the adaLN modulations (a function of the condition only) are cached too, so
     later steps skip the E + D + 1 conditioning Linears (a third of ENAT-small's weights; at batch
     1 reading them dominates a step). They are reused only without autograd and for the same condition."""
-    features: torch.Tensor                  # [B, N, d] final encoder features (valid where `encoded`)
-    encoded: torch.Tensor                   # [B, N] bool, positions whose features are cached
-    condition: ClassCondition | None = None  # the condition the modulations belong to
+    features: torch.Tensor                  # [B, P + N, d] final encoder features (valid where `encoded`);
+    encoded: torch.Tensor                   # [B, P + N] bool; P text positions first (text models), then N image
+    condition: ClassCondition | TextCondition | None = None  # the condition the modulations belong to
     mod: torch.Tensor | None = None         # [B, E + D, 8d] every block's adaLN parameters
     out_mod: torch.Tensor | None = None     # [B, 2d] the output layer's shift/scale
 
@@ -121,7 +145,10 @@ class ENAT(nn.Module):
         self.token_emb = nn.Embedding(c.codebook_size + 1, c.dim)
         # (registration order = initialisation order: a seed builds the same weights whether or not
         # the model is later folded)
-        self.class_emb = nn.Embedding(c.num_classes + 1, c.dim) if ada else None
+        text = c.condition == "text"
+        self.class_emb = nn.Embedding(c.num_classes + 1, c.dim) if ada and not text else None
+        self.context_proj = nn.Linear(c.text_dim, c.dim) if text else None
+        self.text_pos = nn.Parameter(torch.zeros(1, c.context_len, c.dim)) if text else None
         self.pos_emb = nn.Parameter(torch.zeros(1, c.seq_len, c.dim))
         self.embed_norm = nn.LayerNorm(c.dim, eps=1e-6) if c.embed_norm else None
         self.dropout = nn.Dropout(c.dropout)
@@ -140,6 +167,8 @@ class ENAT(nn.Module):
             self.mod_table = nn.Parameter(torch.zeros(c.num_classes + 1, blocks * 8 * c.dim + out))
         init_weights(self)
         nn.init.trunc_normal_(self.pos_emb, std=0.02)
+        if text:
+            nn.init.trunc_normal_(self.text_pos, std=0.02)
         if ada:
             for blk in list(self.encoder) + list(self.decoder):   # adaLN-Zero: blocks start as identity
                 nn.init.zeros_(blk.ada[-1].weight)
@@ -162,9 +191,13 @@ class ENAT(nn.Module):
     def modulations(self, cond: ClassCondition) -> tuple[torch.Tensor, torch.Tensor | None]:
         """adaLN parameters of every block [B, E + D, 8d] and of the output layer [B, 2d] (None
         with the plain LayerNorm output layer)."""
+        blocks = list(self.encoder) + list(self.decoder)
+        if self.config.condition == "text":
+            c = self.text_tokens(cond)[2]
+            return torch.stack([blk.ada(c) for blk in blocks], 1), (self.out_ada(c) if self.out_ada is not None
+                                                                      else None)
         expect_condition(cond, ClassCondition, "this ENAT")
         labels = cond.labels
-        blocks = list(self.encoder) + list(self.decoder)
         if self.config.class_table:
             row = self.mod_table[labels]
             split = len(blocks) * 8 * self.config.dim
@@ -174,28 +207,58 @@ class ENAT(nn.Module):
         out = self.out_ada(c) if self.out_ada is not None else None
         return torch.stack([blk.ada(c) for blk in blocks], 1), out
 
+    def text_tokens(self, cond: TextCondition) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(embeddings [B, P, d] of the prompt's text tokens, their mask [B, P], the conditioning
+        vector [B, d] = masked mean of the projected states)."""
+        expect_condition(cond, TextCondition, "this ENAT")
+        c = self.config
+        if cond.length != c.text_len or cond.dim != c.text_dim:
+            raise AutonatError(f"this ENAT takes text states of {c.text_len} tokens x {c.text_dim}, got "
+                               f"{cond.length} x {cond.dim} (another text encoder?)")
+        states, mask = cond.pooled(c.context_pool)
+        ctx = self.context_proj(states.to(self.context_proj.weight.dtype))
+        w = mask.to(ctx.dtype).unsqueeze(-1)
+        vec = (ctx * w).sum(1) / w.sum(1).clamp(min=1)
+        x = ctx + self.text_pos
+        return self.dropout(x if self.embed_norm is None else self.embed_norm(x)), mask, vec
+
+    def _key_mask(self, cond, b: int, n: int, device) -> torch.Tensor | None:
+        """[B, P + N]: which cache positions may be attended to (a prompt's padding may not);
+        None for class models (every position)."""
+        if self.config.condition != "text":
+            return None
+        text_mask = cond.pooled(self.config.context_pool)[1].to(device)
+        return torch.cat([text_mask, torch.ones(b, n, dtype=torch.bool, device=device)], 1)
+
     def project(self, features: torch.Tensor) -> torch.Tensor:
         """The reuse projection P(f) = f + MLP(LN(f)) of cached features."""
         return features + self.reuse_mlp(self.reuse_norm(features))
 
     def encode(self, ids: torch.Tensor, pos: torch.Tensor, mod: torch.Tensor,
-               context: torch.Tensor | None = None) -> torch.Tensor:
+               context: torch.Tensor | None = None, key_mask: torch.Tensor | None = None,
+               prefix: torch.Tensor | None = None) -> torch.Tensor:
         """Features of visible tokens `ids` at `pos` (mod: [B, E(+D), 8d]); `context` = the
-        (projected) features of previously encoded tokens they attend to (None: from scratch)."""
+        (projected) features of previously encoded tokens they attend to (None: from scratch);
+        `prefix` = text-token embeddings encoded in front of them; `key_mask` [B, context +
+        prefix + tokens] hides padding (None: every key)."""
         x = self._embed(ids, pos)
+        if prefix is not None:
+            x = torch.cat([prefix.to(x.dtype), x], 1)
         if context is not None and context.shape[1] == 0:
             context = None
         for i, blk in enumerate(self.encoder):
-            x = blk(x, mod[:, i], context)
+            x = blk(x, mod[:, i], context, key_mask)
         return self.enc_norm(x)
 
     def decode(self, query: torch.Tensor, mod: torch.Tensor, out_mod: torch.Tensor | None,
-               visible: torch.Tensor) -> torch.Tensor:
+               visible: torch.Tensor, visible_mask: torch.Tensor | None = None) -> torch.Tensor:
         """Logits [B, M, K] for the [MASK] positions `query` [B, M] given visible features
-        (mod: the decoder blocks' modulations [B, D, 8d])."""
+        (mod: the decoder blocks' modulations [B, D, 8d]; `visible_mask` hides padding)."""
         y = self._embed(torch.full_like(query, self.mask_id), query)
+        key_mask = None if visible_mask is None else \
+            torch.cat([visible_mask, torch.ones_like(query, dtype=torch.bool)], 1)
         for i, blk in enumerate(self.decoder):
-            y = blk(y, mod[:, i], visible)
+            y = blk(y, mod[:, i], visible, key_mask)
         y = self.out_norm(y)
         if out_mod is not None:
             y = _modulate(y, *out_mod.chunk(2, dim=-1))
@@ -226,9 +289,15 @@ class ENAT(nn.Module):
         mod, out_mod = self._mods(cond, cache)
         cache = self.extend_cache(ids, cond, cache, mod)
         visible = cache.encoded
-        vis = gather_positions(cache.features, self._positions(visible)) if bool(visible.any()) \
-            else cache.features[:, :0]
-        logits = self.decode(query, mod[:, E:], out_mod, vis)
+        keys = self._key_mask(cond, *ids.shape, ids.device)
+        vis_mask = None
+        if bool(visible.any()):
+            pos = self._positions(visible)
+            vis = gather_positions(cache.features, pos)
+            vis_mask = None if keys is None else keys.gather(1, pos)
+        else:
+            vis = cache.features[:, :0]
+        logits = self.decode(query, mod[:, E:], out_mod, vis, vis_mask)
         return logits, ENATCache(cache.features, visible, cond, mod, out_mod)
 
     def extend_cache(self, ids: torch.Tensor, cond: ClassCondition, cache: ENATCache | None,
@@ -237,29 +306,43 @@ class ENAT(nn.Module):
         (every visible token when `cache` is None): only those are run through the encoder,
         with the cached features as their context (computation reuse)."""
         b, n = ids.shape
+        P = self.config.context_len
         if mod is None:
             mod = self._mods(cond, cache)[0]
         visible = ids != self.mask_id
         if cache is None:
-            features = torch.zeros(b, n, self.config.dim, device=ids.device, dtype=self.pos_emb.dtype)
-            encoded = torch.zeros_like(visible)
+            features = torch.zeros(b, P + n, self.config.dim, device=ids.device, dtype=self.pos_emb.dtype)
+            encoded = torch.zeros(b, P + n, dtype=torch.bool, device=ids.device)
         else:
             features, encoded = cache.features, cache.encoded
-            if bool((encoded & ~visible).any()):
+            if bool((encoded[:, P:] & ~visible).any()):
                 raise AutonatError("ENAT cache holds a position that is masked again (decoded tokens "
                                    "must never be re-masked when reusing features)")
+        # the text tokens (positions [0, P)) are visible from the start
+        visible = torch.cat([torch.ones(b, P, dtype=torch.bool, device=ids.device), visible], 1)
+        keys = self._key_mask(cond, b, n, ids.device)
         new = visible & ~encoded
-        context = None
+        context = context_mask = None
         projected = self.config.reuse_mode == "projected"
         if bool(encoded.any()) and (projected or bool(new.any())):
             old_pos = self._positions(encoded)
             context = self.project(gather_positions(features, old_pos))
+            context_mask = None if keys is None else keys.gather(1, old_pos)
             if projected:                                  # the cache now holds P(cache)
                 features = features.scatter(1, old_pos.unsqueeze(-1).expand(-1, -1, context.shape[-1]),
                                             context.to(features.dtype))
         if bool(new.any()):
             new_pos = self._positions(new)
-            feats = self.encode(ids.gather(1, new_pos), new_pos, mod[:, :self.config.encoder_depth], context)
+            prefix = None
+            if P and not bool(encoded[:, :P].any()):      # first encode: the prompt's tokens come first
+                prefix = self.text_tokens(cond)[0]
+            img_pos = new_pos[:, P:] - P if prefix is not None else new_pos - P
+            key_mask = None
+            if keys is not None:
+                parts = ([context_mask] if context is not None and context.shape[1] else []) + [keys.gather(1, new_pos)]
+                key_mask = torch.cat(parts, 1)
+            feats = self.encode(ids.gather(1, img_pos), img_pos, mod[:, :self.config.encoder_depth], context,
+                                key_mask, prefix)
             features = features.scatter(1, new_pos.unsqueeze(-1).expand(-1, -1, feats.shape[-1]),
                                         feats.to(features.dtype))
         return ENATCache(features, visible)
@@ -329,8 +412,9 @@ class ENAT(nn.Module):
         return bf16_copy(self) if bf16 else self
 
     def compact(self) -> "ENAT":
-        """The class conditioning folded into a per-label table (`fold_class_conditioning`)."""
-        return fold_class_conditioning(self)
+        """The class conditioning folded into a per-label table (`fold_class_conditioning`); a
+        text model has no labels to fold and is returned as is."""
+        return self if self.config.condition == "text" else fold_class_conditioning(self)
 
 
 @torch.no_grad()

@@ -37,8 +37,10 @@ class SCBlock(nn.Module):
         # shift/scale/gate (attn), shift/scale/gate (mlp), shift/scale (context)
         self.ada = nn.Sequential(nn.SiLU(), nn.Linear(dim, 8 * dim)) if ada else None
 
-    def forward(self, x: torch.Tensor, mod: torch.Tensor, ctx: torch.Tensor | None) -> torch.Tensor:
-        """x [B, n, d]; mod = self.ada(class embedding) [B, 8d]; ctx [B, m, d] or None."""
+    def forward(self, x: torch.Tensor, mod: torch.Tensor, ctx: torch.Tensor | None,
+                key_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """x [B, n, d]; mod = self.ada(condition vector) [B, 8d]; ctx [B, m, d] or None;
+        key_mask [B, m + n] (True = attend; hides a prompt's padding) or None."""
         b, n, d = x.shape
         h = self.heads
         sh1, sc1, g1, sh2, sc2, g2, shc, scc = mod.chunk(8, dim=-1)
@@ -47,6 +49,6 @@ class SCBlock(nn.Module):
             kc, vc = self.kv_ctx(_modulate(self.norm_ctx(ctx), shc, scc)).view(
                 b, ctx.shape[1], 2, h, d // h).unbind(2)
             k, v = torch.cat([kc, k], 1), torch.cat([vc, v], 1)
-        out = sdpa(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
+        out = sdpa(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), key_mask)
         x = x + g1.unsqueeze(1) * self.proj(out.transpose(1, 2).reshape(b, n, d))
         return x + g2.unsqueeze(1) * self.mlp(_modulate(self.norm2(x), sh2, sc2))

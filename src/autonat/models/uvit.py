@@ -36,6 +36,8 @@ class UViTConfig:
     num_classes: int = opt(10, "C; the null (unconditional) class id is C (class models)", min=1, max=1 << 20)
     text_dim: int = opt(0, "D, width of the text encoder's states (text models)", min=0, max=1 << 16)
     text_len: int = opt(0, "L, the text encoder's context tokens (text models)", min=0, max=1 << 12)
+    context_pool: int = opt(1, "text models: the NAT sees the masked mean of each k consecutive text states "
+                               "(ceil(L/k) context tokens; for byte-level encoders)", min=1, max=1 << 12)
     dim: int = opt(256, "width", min=8, max=16384)
     depth: int = opt(9, "blocks; odd: in-blocks + mid-block + out-blocks", min=1, max=1024)
     heads: int = opt(4, "attention heads", min=1, max=1024)
@@ -61,8 +63,9 @@ class UViTConfig:
 
     @property
     def context_len(self) -> int:
-        """Tokens in front of the image tokens: 1 class token, or the text encoder's L states."""
-        return self.text_len if self.condition == "text" else 1
+        """Tokens in front of the image tokens: 1 class token, or the text encoder's L states
+        (ceil(L / context_pool) of them)."""
+        return -(-self.text_len // self.context_pool) if self.condition == "text" else 1
 
 
 class UViT(nn.Module):
@@ -119,9 +122,10 @@ class UViT(nn.Module):
         if cond.length != c.text_len or cond.dim != c.text_dim:
             raise AutonatError(f"this U-ViT takes text states of {c.text_len} tokens x {c.text_dim}, got "
                                f"{cond.length} x {cond.dim} (another text encoder?)")
-        ctx = self.context_proj(cond.states.to(self.context_proj.weight.dtype))
-        image = torch.ones(batch, c.seq_len, dtype=torch.bool, device=cond.mask.device)
-        return ctx, torch.cat([cond.mask, image], dim=1)
+        states, mask = cond.pooled(c.context_pool)
+        ctx = self.context_proj(states.to(self.context_proj.weight.dtype))
+        image = torch.ones(batch, c.seq_len, dtype=torch.bool, device=mask.device)
+        return ctx, torch.cat([mask, image], dim=1)
 
     def features(self, ids: torch.Tensor, cond: ClassCondition | TextCondition) -> torch.Tensor:
         """Final hidden states of the image tokens [B, N, d]."""

@@ -93,7 +93,14 @@ class SearchConfig:
                              "instead of --ref-data")
     ref_data: str = opt("fashion-mnist", "real data whose statistics FID is measured against "
                                          "(fashion-mnist, an IDX directory or your image folder)")
-    ref_split: str = opt("train", "split of the reference data")
+    ref_split: str = opt("train", "split of the reference data (text models: the held-out split, e.g. test, "
+                                  "whose captions are the prompts)")
+    prompts: str = opt("", "text models: a file of evaluation prompts, one per line (default: one caption per "
+                           "image of --ref-data/--ref-split)")
+    alignment: str = opt("", "text models: dual encoder directory for R-precision (default: the model's own)")
+    alignment_weight: float = opt(0.1, "text models: the search minimises F = FID + w * (100 - R-precision in "
+                                       "%), so 1 FID point is worth 1/w points of R-precision (0 = FID "
+                                       "only, as the paper's MS-COCO search)", min=0.0, max=1000.0)
     skip_bad: bool = opt(False, "skip unreadable files of the reference data instead of failing")
     background: str = opt("white", "colour transparent pixels of image files are composited on: white, black, "
                                    "gray, #RRGGBB or R,G,B", check=parse_background)
@@ -146,6 +153,7 @@ class Searcher:
         self.store = TrialStore(self.out / "trials.sqlite") if D.is_main() else _NoStore()
         self.log, self.show = log, show_progress
         self.fresh_counter = 0
+        self.final_metrics: dict[str, dict] = {}
         # Trials are keyed by the reference set too: another --ref-data never reuses a cached FID.
         self.ref_id = sha256_file(cfg.ref_stats)[:16] if cfg.ref_stats else "" if ref_feats is None else \
             hashlib.sha256(ref_feats.detach().cpu().contiguous().numpy().tobytes()).hexdigest()[:16]
@@ -153,6 +161,12 @@ class Searcher:
     # -- cached primitives -------------------------------------------------------------------
     def fid(self, bundle: Bundle, strategy: Strategy, *, seed: int | None = None, n: int | None = None,
             tag: str = "search", quiet: bool = False) -> float:
+        """The search objective F of `strategy` (FID; for a text model FID + the alignment term)."""
+        return self.evaluate(bundle, strategy, seed=seed, n=n, tag=tag, quiet=quiet)["objective"]
+
+    def evaluate(self, bundle: Bundle, strategy: Strategy, *, seed: int | None = None, n: int | None = None,
+                 tag: str = "search", quiet: bool = False) -> dict:
+        """{objective, fid (, r_precision)} of `strategy`, from the trial store when known."""
         n = n or self.cfg.n
         if seed is None:
             if self.cfg.crn:
@@ -163,23 +177,37 @@ class Searcher:
         inputs = {"strategy": strategy.to_dict(), "n": n, "seed": seed, "noise": "indexed",
                   "metric": self.extractor.metric_name, "featnet": self.extractor.identity,
                   "reference": self.ref_id}
+        if bundle.is_text:    # the prompts and the alignment term are part of what was measured
+            inputs.update({"prompts": self.cfg.prompts and sha256_file(self.cfg.prompts)[:16],
+                           "alignment": self.cfg.alignment, "alignment_weight": self.cfg.alignment_weight})
         key = trial_key({"model": bundle.model.identity, **inputs})
         # Under torchrun only rank 0 reads/writes the store; its answer is broadcast so every
         # rank takes the same branch (evaluations are collective).
         hit = D.broadcast_object(self.store.get_eval(key) if D.is_main() else None)
         if hit is not None:
-            return hit["fid"]
+            return {"objective": hit["fid"], "fid": hit.get("fid_only", hit["fid"]),
+                    **({"r_precision": hit["r_precision"]} if "r_precision" in hit else {})}
         t0 = time.perf_counter()
         ecfg = EvalConfig(n=n, seed=seed, batch_size=self.cfg.batch_size, bf16=self.cfg.bf16,
-                          reference_stats=self.cfg.ref_stats, precision_recall=False, count_flops=False)
+                          reference_stats=self.cfg.ref_stats, reference_data=self.cfg.ref_data,
+                          reference_split=self.cfg.ref_split, skip_bad=self.cfg.skip_bad,
+                          background=self.cfg.background, prompts=self.cfg.prompts,
+                          alignment=self.cfg.alignment, precision_recall=False, count_flops=False)
         res = evaluate_model(bundle, strategy, self.extractor, ecfg, self.ref_feats, show_progress=self.show)
         wall = time.perf_counter() - t0
+        out = {"objective": res["fid"], "fid": res["fid"]}
+        if "r_precision" in res:
+            out["r_precision"] = res["r_precision"]
+            out["objective"] = res["fid"] + self.cfg.alignment_weight * 100.0 * (1.0 - res["r_precision"])
         if D.is_main():
             self.store.put_eval(key, tag=tag, model=bundle.model.identity, inputs=inputs, seed=seed, n=n,
-                                fid=res["fid"], metrics={"is": res["is"]}, wall_seconds=wall)
+                                fid=out["objective"], metrics={"is": res["is"], "fid_only": res["fid"],
+                                                               **{k: v for k, v in out.items() if k == "r_precision"}},
+                                wall_seconds=wall)
         if not quiet:
-            self.log(f"[{tag}] FID {res['fid']:.3f} (n={n}, seed={seed}, {wall:.1f}s)")
-        return res["fid"]
+            extra = f", FID {out['fid']:.3f}, R-precision {out['r_precision']:.3f}" if "r_precision" in out else ""
+            self.log(f"[{tag}] F {out['objective']:.3f}{extra} (n={n}, seed={seed}, {wall:.1f}s)")
+        return out
 
     def trained(self, mask_dist: MaskRatioDistribution) -> Bundle:
         """The proxy model trained with p(r) = mask_dist under the template config (cached by
@@ -313,5 +341,8 @@ class Searcher:
         return {"strategy": st, "mask_dist": dist, "model": model, "alternations": rounds}
 
     def final_eval(self, bundle: Bundle, strategy: Strategy, tag: str) -> float:
-        """FID on the fresh seeds the search never saw (n_final samples)."""
-        return self.fid(bundle, strategy, seed=self.cfg.final_seed, n=self.cfg.n_final, tag=tag)
+        """F on the fresh seeds the search never saw (n_final samples); the FID and R-precision
+        behind it are kept in `final_metrics[tag]`."""
+        res = self.evaluate(bundle, strategy, seed=self.cfg.final_seed, n=self.cfg.n_final, tag=tag)
+        self.final_metrics[tag] = res
+        return res["objective"]

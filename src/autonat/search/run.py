@@ -162,6 +162,9 @@ def run(cfg: SearchConfig, out: str | Path, log=print, show_progress: bool = Fal
     final = {"baseline": s.final_eval(baseline_model, init, "final-baseline"),
              "found": s.final_eval(model, best, "final-found"), "n": cfg.n_final, "seed": cfg.final_seed}
     final["ratio"] = final["found"] / final["baseline"]
+    if model.is_text:   # F = FID + alignment term: keep the two parts of each final evaluation
+        final["alignment_weight"] = cfg.alignment_weight
+        final["detail"] = {k: v for k, v in s.final_metrics.items()}
     if hand is not None:                 # the screened hand setting the search started from
         final["best_hand"] = {"spec": screening[0]["spec"], "fid": s.final_eval(model, hand, "final-best-hand")}
     if cfg.only == "all":   # the paper's Table 6a: which half of the search (training / generation) helps
