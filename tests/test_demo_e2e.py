@@ -53,6 +53,27 @@ def _tiny_pipeline(root: Path) -> Path:
     return root
 
 
+def _tiny_text_pipeline(root: Path) -> Path:
+    """A self-contained random-init tiny text-to-image model directory (own dual encoder)."""
+    import torch
+
+    from autonat.bundle import Bundle
+    from autonat.models.registry import build_model
+    from autonat.text.conditioner import TextConditioner
+    from autonat.text.dual_encoder import DualEncoder, DualEncoderConfig, DualTextEncoder
+    from autonat.tokenizer import Tokenizer, TokenizerConfig
+
+    torch.manual_seed(0)
+    DualEncoder(DualEncoderConfig(max_length=32, dim=16, depth=1, heads=2, embed_dim=16, channels=3,
+                                  image_width=8)).save_pretrained(root / "dual")
+    tok = Tokenizer(TokenizerConfig(image_size=32, channels=3, base_channels=8, ch_mult=(1, 2, 2),
+                                    codebook_size=32, codebook_dim=8)).eval()
+    model = build_model("tiny", condition="text", text_dim=16, text_len=32, context_pool=4, codebook_size=32,
+                        seq_len=64).eval()
+    Bundle(model, tok, TextConditioner(DualTextEncoder(root / "dual")), name="tiny-text").save(root / "pipe")
+    return root / "pipe"
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     """(gradio app, url) of the demo served on a free localhost port."""
@@ -62,7 +83,8 @@ def server(tmp_path_factory):
     old_tmp = os.environ.get("GRADIO_TEMP_DIR")
     os.environ["GRADIO_TEMP_DIR"] = str(root / "gradio-tmp")      # served images go here
     from autonat.app import build_app
-    demo = build_app(model=str(_tiny_pipeline(root / "pipe")), enat_model=None, max_batch=8, max_steps=6)
+    demo = build_app(model=str(_tiny_pipeline(root / "pipe")), enat_model=None, max_batch=8, max_steps=6,
+                     text_model=str(_tiny_text_pipeline(root / "text")))
     port = _free_port()
     demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
     try:
@@ -169,3 +191,31 @@ def test_table_edits_survive_a_change_of_steps(server):
     rows[0][1] = "x"
     reset, msg = be.retarget_table(name, "maskgit", 5, rows)
     assert len(reset) == 5 and "not a valid strategy" in msg
+
+
+def test_a_text_model_shows_a_prompt_box_and_samples_the_prompts(page, server):
+    """Choosing the text model swaps the class list for a prompt box; prompts separated by | are
+    sampled in turn; an empty prompt is a message, not a crash."""
+    be = server[0].backend
+    label = next(lbl for lbl in be.labels if be.is_text(lbl))
+    page.get_by_label(label).check()
+    page.locator("#prompt textarea").wait_for(state="visible")
+    page.wait_for_function("() => !document.querySelector('#class') || "
+                           "document.querySelector('#class').offsetParent === null", timeout=TIMEOUT_MS)
+    page.locator("#prompt textarea").fill("")
+    page.locator("#generate").click()
+    page.wait_for_function("() => document.querySelector('#status textarea').value.includes('type a prompt')",
+                           timeout=TIMEOUT_MS)
+    page.locator("#prompt textarea").fill("red apple | cat face")
+    page.locator("#generate").click()
+    page.wait_for_function("() => document.querySelector('#status textarea').value.startsWith('ok:')",
+                           timeout=TIMEOUT_MS)
+    page.wait_for_function(
+        """() => { const i = document.querySelector('#samples img');
+                   return !!i && i.complete && i.naturalWidth > 0; }""", timeout=TIMEOUT_MS)
+    # the same prompt and seed give the same image; the columns are the two prompts
+    a = be.generate(label, None, 4, 4, 7, be.load_table(label, "maskgit", 4)[0], True, "red apple | cat face")
+    b = be.generate(label, None, 4, 4, 7, be.load_table(label, "maskgit", 4)[0], True, "red apple | cat face")
+    assert a[3].startswith("ok:") and a[0].tobytes() == b[0].tobytes()
+    c = be.generate(label, None, 4, 4, 7, be.load_table(label, "maskgit", 4)[0], True, "green frog")
+    assert c[0].tobytes() != a[0].tobytes()

@@ -1,5 +1,7 @@
-"""Gradio demo: pick a class, a model (NAT = U-ViT, or ENAT) and a per-step generation strategy,
-then look at the samples, the decoding strip (the canvas after every step) and the cost.
+"""Gradio demo: pick a model (NAT = U-ViT, or ENAT; class- or text-conditional), a class or a
+prompt, and a per-step generation strategy, then look at the samples, the decoding strip (the
+canvas after every step) and the cost. A text model shows a prompt box instead of the class list;
+several prompts separated by `|` are sampled in turn (one column each).
 
     autonat demo                        # http://127.0.0.1:7860
     python -c "import autonat.app as a; a.launch()"
@@ -114,6 +116,20 @@ class DemoBackend:
     def class_names(self, model: str) -> list[str]:
         return list(self.pipeline(model).class_names)
 
+    def is_text(self, model: str) -> bool:
+        """The model takes prompts (else class labels)."""
+        return self.pipeline(model).bundle.is_text
+
+    @staticmethod
+    def prompts(text: Any) -> list[str]:
+        """The prompts of the prompt box: `|`-separated, blanks dropped."""
+        if not isinstance(text, str) or not text.strip():
+            raise AutonatError("type a prompt (several: separate them with |)")
+        out = [p.strip() for p in text.split("|") if p.strip()]
+        if not out:
+            raise AutonatError("type a prompt (several: separate them with |)")
+        return out
+
     def preset(self, model: str, preset: str, steps: Any) -> Strategy:
         steps = _check_int(steps, "steps", 1, self.max_steps)
         if preset not in PRESETS:
@@ -133,8 +149,8 @@ class DemoBackend:
         key = (self.labels.get(model, model), st, reuse)
         with self._lock:
             if key not in self._flops:
-                self._flops[key] = sampling_flops(pipe.model if reuse else pipe.model.without_reuse(), st,
-                                                  pipe.bundle.conditioner.condition([0]))
+                example = pipe.bundle.conditioner.condition(["a prompt"] if pipe.bundle.is_text else [0])
+                self._flops[key] = sampling_flops(pipe.model if reuse else pipe.model.without_reuse(), st, example)
         return self._flops[key] / 1e9
 
     def retarget_table(self, model: str, preset: str, steps: Any, table: Any) -> tuple[list[list[float]] | None, str]:
@@ -152,18 +168,19 @@ class DemoBackend:
                                                        f"(piecewise-linear in t/T); 'Load preset' resets it")
 
     def generate(self, model: str, class_index: Any, steps: Any, num_images: Any, seed: Any,
-                 table: Any, reuse: bool = True):
-        """(sample grid, decoding strip, stats markdown, status); images are None on error."""
+                 table: Any, reuse: bool = True, prompt: Any = None):
+        """(sample grid, decoding strip, stats markdown, status); images are None on error.
+        A text model reads `prompt` (`|`-separated prompts in turn), a class model `class_index`."""
         try:
-            return self._generate(model, class_index, steps, num_images, seed, table, reuse)
+            return self._generate(model, class_index, steps, num_images, seed, table, reuse, prompt)
         except AutonatError as e:
             return None, None, "", f"error: {e}"
 
-    def _generate(self, model, class_index, steps, num_images, seed, table, reuse):
-        steps = _check_int(steps, "steps", 1, self.max_steps)
-        n = _check_int(num_images, "number of images", 1, self.max_batch)
-        seed = _check_int(seed, "seed", 0, 2**63 - 1)
-        pipe = self.pipeline(model)
+    def _condition(self, pipe: Pipeline, class_index: Any, prompt: Any, n: int) -> dict:
+        """The pipeline's condition keyword for n images: prompts or class labels."""
+        if pipe.bundle.is_text:
+            prompts = self.prompts(prompt)
+            return {"prompt": [prompts[i % len(prompts)] for i in range(n)]}
         k = len(pipe.class_names)
         if class_index is None:
             raise AutonatError("choose a class")
@@ -172,18 +189,26 @@ class DemoBackend:
                 raise AutonatError(f"unknown class {class_index!r}; classes: {', '.join(pipe.class_names)}")
             class_index = pipe.class_names.index(class_index)
         c = _check_int(class_index, "class", 0, k)            # k = all classes in turn
-        labels = [i % k for i in range(n)] if c == k else [c] * n
+        return {"class_labels": [i % k for i in range(n)] if c == k else [c] * n}
+
+    def _generate(self, model, class_index, steps, num_images, seed, table, reuse, prompt):
+        steps = _check_int(steps, "steps", 1, self.max_steps)
+        n = _check_int(num_images, "number of images", 1, self.max_batch)
+        seed = _check_int(seed, "seed", 0, 2**63 - 1)
+        pipe = self.pipeline(model)
+        condition = self._condition(pipe, class_index, prompt, n)
         st = table_strategy(table, steps)
         with self._lock:
             t0 = time.perf_counter()
-            out = pipe(class_labels=labels, num_steps=steps, strategy=st, guidance=None,
+            out = pipe(**condition, num_steps=steps, strategy=st, guidance=None,
                        generator=torch.Generator().manual_seed(seed), return_trace=True,
                        progress=False, reuse=bool(reuse))
             latency_ms = 1e3 * (time.perf_counter() - t0)
             with torch.inference_mode():
                 strip_img = strip_image(pipe, out, rows=min(STRIP_ROWS, n), scale=SCALE)
         gflops = self.gflops(model, st, reuse=bool(reuse))
-        grid = grid_image(out.images, out.labels, pipe.class_names, ncol=min(8, n), scale=SCALE)
+        names = out.prompts if pipe.bundle.is_text else pipe.class_names
+        grid = grid_image(out.images, out.labels, names, ncol=min(8, n), scale=SCALE)
         variant = "" if pipe.model.without_reuse() is pipe.model else (" (feature reuse)" if reuse else " (no reuse)")
         stats = (f"**{gflops:.4f} GFLOPs / image** (NAT forward, T={steps}{variant})  \n"
                  f"**latency {latency_ms:.0f} ms** for {n} image{'s' * (n != 1)} "
@@ -193,32 +218,38 @@ class DemoBackend:
 
 
 def build_app(model: str = "fashion-mnist", enat_model: str | None = "fashion-mnist-enat",
-              device: str = "cpu", max_batch: int = 64, max_steps: int = 32) -> "gradio.Blocks":  # noqa: F821
+              device: str = "cpu", max_batch: int = 64, max_steps: int = 32,
+              text_model: str | None = None) -> "gradio.Blocks":  # noqa: F821
     """The demo as a `gradio.Blocks` (not launched). `app.backend` holds the callbacks."""
     try:
         import gradio as gr
     except ImportError:
         raise AutonatError("the demo needs gradio: pip install 'autonat[demo]'") from None
-    be = DemoBackend([model, enat_model], device=device, max_batch=max_batch, max_steps=max_steps)
+    be = DemoBackend([model, enat_model, text_model], device=device, max_batch=max_batch, max_steps=max_steps)
     labels = list(be.labels)
     first = labels[0]
     steps0, n0 = min(8, be.max_steps), min(16, be.max_batch)
     table0, status0 = be.load_table(first, "maskgit", steps0)
     names = be.class_names(first)
+    text0 = be.is_text(first)
     missing = "".join(f"\n\n*{n} is unavailable: {msg}*" for n, msg in be.unavailable.items())
 
     def class_choices(names: list[str]) -> list[tuple[str, int]]:
         return [(n, i) for i, n in enumerate(names)] + [("all classes (in turn)", len(names))]
 
     with gr.Blocks(title="autonat demo", analytics_enabled=False) as demo:
-        gr.Markdown("## autonat: class-conditional generation with non-autoregressive Transformers\n"
-                    "Pick a class, a model and a strategy; edit the per-step schedule "
+        gr.Markdown("## autonat: image generation with non-autoregressive Transformers\n"
+                    "Pick a model, a class (or type a prompt for a text model) and a strategy; edit the "
+                    "per-step schedule "
                     "(r = fraction still masked after step t, tau1 = sampling temperature, "
                     "tau2 = re-masking temperature, s = guidance scale), then Generate." + missing)
         with gr.Row():
             with gr.Column(scale=1):
                 model_in = gr.Radio(labels, value=first, label="Model", elem_id="model")
-                class_in = gr.Dropdown(class_choices(names), value=0, label="Class", elem_id="class")
+                class_in = gr.Dropdown(class_choices(names), value=0 if names else None, label="Class",
+                                       elem_id="class", visible=not text0)
+                prompt_in = gr.Textbox("", label="Prompt (several: separate with |)", elem_id="prompt",
+                                       visible=text0, placeholder="e.g. red apple | cat face")
                 preset_in = gr.Dropdown(list(PRESETS), value="maskgit", label="Strategy preset",
                                         elem_id="preset")
                 steps_in = gr.Slider(1, be.max_steps, value=steps0, step=1, label="Steps T", elem_id="steps")
@@ -247,7 +278,10 @@ def build_app(model: str = "fashion-mnist", enat_model: str | None = "fashion-mn
 
         def on_model(m, p, t):
             rows, msg = on_load(m, p, t)
-            return gr.update(choices=class_choices(be.class_names(m)), value=0), rows, msg
+            text = be.is_text(m)
+            names = be.class_names(m)
+            return (gr.update(choices=class_choices(names), value=0 if names else None, visible=not text),
+                    gr.update(visible=text), rows, msg)
 
         def on_steps(m, p, t, table):
             rows, msg = be.retarget_table(m, p, t, table)
@@ -257,20 +291,22 @@ def build_app(model: str = "fashion-mnist", enat_model: str | None = "fashion-mn
         load_btn.click(on_load, **table_io)
         preset_in.change(on_load, **table_io)
         steps_in.change(on_steps, inputs=[model_in, preset_in, steps_in, table_in], outputs=[table_in, status])
-        model_in.change(on_model, inputs=[model_in, preset_in, steps_in], outputs=[class_in, table_in, status])
-        gen_btn.click(be.generate, inputs=[model_in, class_in, steps_in, n_in, seed_in, table_in, reuse_in],
+        model_in.change(on_model, inputs=[model_in, preset_in, steps_in],
+                        outputs=[class_in, prompt_in, table_in, status])
+        gen_btn.click(be.generate, inputs=[model_in, class_in, steps_in, n_in, seed_in, table_in, reuse_in, prompt_in],
                       outputs=[samples, strip, stats, status], api_name="generate", concurrency_limit=1)
     demo.backend = be
     return demo
 
 
 def launch(model: str = "fashion-mnist", enat_model: str | None = "fashion-mnist-enat",
-           host: str = "127.0.0.1", port: int = 7860, device: str = "cpu", share: bool = False) -> None:
+           host: str = "127.0.0.1", port: int = 7860, device: str = "cpu", share: bool = False,
+           text_model: str | None = None) -> None:
     """Build the demo and serve it (blocks until interrupted)."""
     import sys
-    print(f"autonat demo: loading {', '.join(m for m in (model, enat_model) if m)} and starting the web "
-          f"server (the first start takes up to a minute) ...", file=sys.stderr, flush=True)
-    app = build_app(model, enat_model, device=device)
+    print(f"autonat demo: loading {', '.join(m for m in (model, enat_model, text_model) if m)} and starting "
+          f"the web server (the first start takes up to a minute) ...", file=sys.stderr, flush=True)
+    app = build_app(model, enat_model, device=device, text_model=text_model)
     print(f"autonat demo: open http://{host}:{port} in a browser (Ctrl-C stops)", file=sys.stderr, flush=True)
     app.launch(server_name=host, server_port=port, share=share)
 

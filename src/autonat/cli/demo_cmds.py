@@ -1,4 +1,5 @@
-"""`autonat demo`: the Gradio web demo (samples, decoding strip, cost) of a NAT and an ENAT."""
+"""`autonat demo`: the Gradio web demo (samples, decoding strip, cost) of a NAT, an ENAT and a
+text-to-image model."""
 from __future__ import annotations
 
 
@@ -9,6 +10,9 @@ def register(sub, common) -> None:
                                                             "(default: %(default)s)")
     p.add_argument("--enat-model", default="fashion-mnist-enat",
                    help="ENAT model: shipped name or directory, left out if it cannot be loaded (default: %(default)s)")
+    p.add_argument("--text-model", default="",
+                   help="a text-to-image model (prompt box): shipped name (emoji) or directory, left out if it "
+                        "cannot be loaded (default: none)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 = all interfaces) "
                                                        "(default: %(default)s)")
     p.add_argument("--port", type=int, default=7860, help="(default: %(default)s)")
@@ -26,7 +30,8 @@ def cmd_demo(args) -> int:
     if not 0 < args.port < 65536:
         raise AutonatError(f"--port must lie in 1..65535, got {args.port}")
     from ..assets import resolve
-    for opt_name, value in (("--model", args.model), ("--enat-model", args.enat_model)):
+    for opt_name, value in (("--model", args.model), ("--enat-model", args.enat_model),
+                            ("--text-model", args.text_model)):
         if value:
             try:
                 resolve("model", value)
@@ -34,5 +39,5 @@ def cmd_demo(args) -> int:
                 raise AutonatError(f"{opt_name}: {e}") from None
     from ..app import launch
     launch(model=args.model, enat_model=args.enat_model, host=args.host, port=args.port,
-           device=args.device, share=args.share)
+           device=args.device, share=args.share, text_model=args.text_model or None)
     return 0
