@@ -95,3 +95,25 @@ def test_conditioner_parse_repeats_and_refuses(enc):
         c.parse(["a", 3])
     with pytest.raises(AutonatError, match="held-out captions"):
         c.for_evaluation(4, 0)
+
+
+def test_clip_score_is_100_times_the_clipped_cosine_of_clips_own_embeddings(tmp_path):
+    """Against CLIPModel's own forward (logits_per_image / logit_scale = cosines); grayscale
+    images are repeated over RGB; a text-only encoder is refused as a CLIP scorer by name."""
+    from text_fixtures import tiny_clip_dir, tiny_clip_model_dir
+    from autonat.text.clip_score import ClipScorer
+    d = tiny_clip_model_dir(tmp_path / "clip")
+    s = ClipScorer(str(d))
+    img = torch.randint(0, 256, (3, 3, 28, 28), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    prompts = ["red apple", "cat face", "red cat"]
+    tok = s.tokenizer(prompts, padding="max_length", max_length=16, return_tensors="pt")
+    with torch.no_grad():
+        out = s.model(input_ids=tok["input_ids"], attention_mask=tok["attention_mask"], pixel_values=s._pixels(img))
+    want = torch.diagonal(out.logits_per_image / s.model.logit_scale.exp())
+    got = s.cosines(img, prompts)
+    assert torch.allclose(got, want, atol=1e-5)
+    assert torch.allclose(s.scores(img, prompts), 100 * want.clamp(min=0), atol=1e-3)
+    gray = img[:, :1]
+    assert torch.allclose(s.cosines(gray, prompts), s.cosines(gray.repeat(1, 3, 1, 1), prompts), atol=1e-6)
+    with pytest.raises(AutonatError, match="vision tower"):
+        ClipScorer(str(tiny_clip_dir(tmp_path / "text-only")))

@@ -226,3 +226,25 @@ def test_the_generation_search_runs_on_a_text_model_with_fid_plus_alignment(setu
     fid_only = run(SearchConfig(**base, alignment_weight=0.0), tmp_path / "s0", log=lambda *_: None)
     d = fid_only.final["detail"]["final-baseline"]
     assert d["objective"] == d["fid"] == pytest.approx(detail["final-baseline"]["fid"])
+
+
+def test_clip_score_in_evaluate_and_as_the_search_alignment_term(setup, text_model, tmp_path):
+    """Without a dual encoder, a given CLIP gives the alignment: evaluate reports clip_score
+    (deterministic), the search's F = FID + w (100 - CLIP score)."""
+    from autonat.evaluation import EvalConfig, EvaluateConfig, run_evaluation
+    from autonat.search.generation import GenSearchConfig
+    from autonat.search.loop import SearchConfig
+    from autonat.search.run import run
+    from text_fixtures import tiny_clip_model_dir
+    _, folder, _, _ = setup
+    clip = str(tiny_clip_model_dir(tmp_path / "clip"))
+    cfg = EvaluateConfig(model=str(text_model), steps=4, eval=EvalConfig(
+        n=6, batch_size=4, reference_data=str(folder), precision_recall=False, count_flops=False, clip=clip))
+    a, b = run_evaluation(cfg, show_progress=False), run_evaluation(cfg, show_progress=False)
+    assert 0.0 <= a["clip_score"] <= 100.0 and a["clip_score"] == b["clip_score"] and "r_precision" not in a
+    rep = run(SearchConfig(only="generation", model=str(text_model), ref_data=str(folder), steps=2, n=6,
+                           n_final=6, batch_size=6, bf16=False, screen="none", validate_top=1, clip=clip,
+                           alignment_weight=0.2, gen=GenSearchConfig(pattern_evals=2, max_updates=0)),
+              tmp_path / "s", log=lambda *_: None)
+    d = rep.final["detail"]["final-found"]
+    assert d["objective"] == pytest.approx(d["fid"] + 0.2 * (100 - d["clip_score"]))

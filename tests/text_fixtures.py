@@ -48,3 +48,20 @@ def tiny_clip_dir(path: str | Path, max_length: int = 16, hidden: int = 32, seed
     model.save_pretrained(path)
     tok.save_pretrained(path)
     return path
+
+
+def tiny_clip_model_dir(path: str | Path, max_length: int = 16, hidden: int = 32, image_size: int = 16,
+                        seed: int = 0) -> Path:
+    """A two-tower CLIP (`CLIPModel`, what CLIP score needs) with random weights + tokenizer."""
+    from transformers import CLIPConfig, CLIPModel
+    path = Path(path)
+    tok = tiny_clip_tokenizer(max_length)
+    text = dict(vocab_size=len(tok.get_vocab()), hidden_size=hidden, intermediate_size=37, num_hidden_layers=2,
+                num_attention_heads=4, max_position_embeddings=max_length, bos_token_id=512, eos_token_id=513,
+                pad_token_id=513)
+    vision = dict(hidden_size=hidden, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4,
+                  image_size=image_size, patch_size=8)
+    torch.manual_seed(seed)
+    CLIPModel(CLIPConfig(text_config=text, vision_config=vision, projection_dim=hidden)).save_pretrained(path)
+    tok.save_pretrained(path)
+    return path

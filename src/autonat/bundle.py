@@ -143,7 +143,9 @@ class Bundle:
         else:
             tok = _model_tokenizer(model, model_dir, device)
         sdir = shipped_path("strategies", name) if name in SHIPPED["model"] else model_dir / "strategies"
-        return cls(model, tok, conditioner_for(model, model_dir=model_dir), sdir, name=name)
+        # a shipped text model carries its text encoder in its own assets directory
+        text_dir = shipped_path("model", name) if name in SHIPPED["model"] else model_dir
+        return cls(model, tok, conditioner_for(model, model_dir=text_dir), sdir, name=name)
 
     def save(self, path: str | Path, strategies: Sequence[Strategy] = (), strategy_extra: dict | None = None) -> None:
         """A self-contained model directory: weights + config, `tokenizer/`, `strategies/` (the

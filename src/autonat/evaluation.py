@@ -60,6 +60,8 @@ class EvalConfig:
                            "per image of the reference data)")
     alignment: str = opt("", "text models: dual encoder directory for R-precision (default: the model's "
                              "own text encoder, if it is autonat's dual encoder)")
+    clip: str = opt("", "text models: a transformers CLIP model (both towers; directory or hub id) for CLIP "
+                        "score, 100 * max(cos, 0)")
     count_flops: bool = opt(True, "count forward FLOPs per image")
 
     def __post_init__(self):
@@ -155,19 +157,34 @@ def prepare_text_evaluation(bundle: Bundle, cfg: EvalConfig):
 
 
 def _alignment(bundle: Bundle, cfg: EvalConfig, images: torch.Tensor, cond, sample_ids: torch.Tensor) -> dict:
-    """R-precision and text-image similarity over all ranks' images (empty if no dual encoder)."""
+    """R-precision and text-image similarity over all ranks' images (if there is a dual
+    encoder), and CLIP score (if `cfg.clip` names a CLIP)."""
     from .text.alignment import alignment_hits
     from .text.dual_encoder import DualEncoder, DualTextEncoder
+    res = {}
+    if cfg.clip:
+        res["clip_score"] = float(D.gather_cat(clip_scorer(bundle, cfg.clip).scores(images, cond.prompts),
+                                               cfg.n).mean())
     enc = bundle.conditioner.encoder
     dual = DualEncoder.from_pretrained(cfg.alignment) if cfg.alignment else \
         enc.model if isinstance(enc, DualTextEncoder) else None
     if dual is None:
-        return {}
+        return res
     pool = list(dict.fromkeys(bundle.conditioner.eval_prompts))
     hits, sims = alignment_hits(dual, images, cond.prompts, pool, sample_ids, seed=cfg.seed)
     hits, sims = D.gather_cat(hits, cfg.n), D.gather_cat(sims, cfg.n)
-    return {"r_precision": float(hits.mean()), "r_precision_distractors": min(99, len(pool) - 1),
+    return {**res, "r_precision": float(hits.mean()), "r_precision_distractors": min(99, len(pool) - 1),
             "text_image_similarity": float(sims.mean()), "prompts": len(pool)}
+
+
+def clip_scorer(bundle: Bundle, spec: str):
+    """The CLIP of `spec`, loaded once per bundle (a search evaluates many strategies)."""
+    from .text.clip_score import ClipScorer
+    held = getattr(bundle, "_clip_scorer", None)
+    if held is None or held.spec != str(spec):
+        held = ClipScorer(spec, bundle.device)
+        bundle._clip_scorer = held
+    return held
 
 
 def evaluate_real(extractor, cfg: EvalConfig, show_progress: bool = True) -> dict:

@@ -98,9 +98,11 @@ class SearchConfig:
     prompts: str = opt("", "text models: a file of evaluation prompts, one per line (default: one caption per "
                            "image of --ref-data/--ref-split)")
     alignment: str = opt("", "text models: dual encoder directory for R-precision (default: the model's own)")
-    alignment_weight: float = opt(0.1, "text models: the search minimises F = FID + w * (100 - R-precision in "
-                                       "%), so 1 FID point is worth 1/w points of R-precision (0 = FID "
-                                       "only, as the paper's MS-COCO search)", min=0.0, max=1000.0)
+    clip: str = opt("", "text models: a transformers CLIP model (directory or hub id) for CLIP score")
+    alignment_weight: float = opt(0.1, "text models: the search minimises F = FID + w * (100 - A), A = "
+                                       "R-precision in % (with a dual encoder), else CLIP score (with "
+                                       "--clip): 1 FID point is worth 1/w points of A (0 = FID only, as the "
+                                       "paper's MS-COCO search)", min=0.0, max=1000.0)
     skip_bad: bool = opt(False, "skip unreadable files of the reference data instead of failing")
     background: str = opt("white", "colour transparent pixels of image files are composited on: white, black, "
                                    "gray, #RRGGBB or R,G,B", check=parse_background)
@@ -179,33 +181,38 @@ class Searcher:
                   "reference": self.ref_id}
         if bundle.is_text:    # the prompts and the alignment term are part of what was measured
             inputs.update({"prompts": self.cfg.prompts and sha256_file(self.cfg.prompts)[:16],
-                           "alignment": self.cfg.alignment, "alignment_weight": self.cfg.alignment_weight})
+                           "alignment": self.cfg.alignment, "alignment_weight": self.cfg.alignment_weight,
+                           **({"clip": self.cfg.clip} if self.cfg.clip else {})})
         key = trial_key({"model": bundle.model.identity, **inputs})
         # Under torchrun only rank 0 reads/writes the store; its answer is broadcast so every
         # rank takes the same branch (evaluations are collective).
         hit = D.broadcast_object(self.store.get_eval(key) if D.is_main() else None)
         if hit is not None:
             return {"objective": hit["fid"], "fid": hit.get("fid_only", hit["fid"]),
-                    **({"r_precision": hit["r_precision"]} if "r_precision" in hit else {})}
+                    **{k: hit[k] for k in ("r_precision", "clip_score") if k in hit}}
         t0 = time.perf_counter()
         ecfg = EvalConfig(n=n, seed=seed, batch_size=self.cfg.batch_size, bf16=self.cfg.bf16,
                           reference_stats=self.cfg.ref_stats, reference_data=self.cfg.ref_data,
                           reference_split=self.cfg.ref_split, skip_bad=self.cfg.skip_bad,
                           background=self.cfg.background, prompts=self.cfg.prompts,
-                          alignment=self.cfg.alignment, precision_recall=False, count_flops=False)
+                          alignment=self.cfg.alignment, clip=self.cfg.clip, precision_recall=False,
+                          count_flops=False)
         res = evaluate_model(bundle, strategy, self.extractor, ecfg, self.ref_feats, show_progress=self.show)
         wall = time.perf_counter() - t0
-        out = {"objective": res["fid"], "fid": res["fid"]}
-        if "r_precision" in res:
-            out["r_precision"] = res["r_precision"]
-            out["objective"] = res["fid"] + self.cfg.alignment_weight * 100.0 * (1.0 - res["r_precision"])
+        out = {"objective": res["fid"], "fid": res["fid"], **{k: res[k] for k in ("r_precision", "clip_score")
+                                                               if k in res}}
+        agree = out.get("r_precision", out["clip_score"] / 100 if "clip_score" in out else None)
+        if agree is not None:
+            out["objective"] = res["fid"] + self.cfg.alignment_weight * 100.0 * (1.0 - agree)
         if D.is_main():
             self.store.put_eval(key, tag=tag, model=bundle.model.identity, inputs=inputs, seed=seed, n=n,
                                 fid=out["objective"], metrics={"is": res["is"], "fid_only": res["fid"],
-                                                               **{k: v for k, v in out.items() if k == "r_precision"}},
+                                                               **{k: v for k, v in out.items()
+                                                                  if k in ("r_precision", "clip_score")}},
                                 wall_seconds=wall)
         if not quiet:
-            extra = f", FID {out['fid']:.3f}, R-precision {out['r_precision']:.3f}" if "r_precision" in out else ""
+            extra = "".join(f", {name} {out[k]:.3f}" for k, name in (("fid", "FID"), ("r_precision", "R-precision"),
+                                                                     ("clip_score", "CLIP score")) if k in out and agree is not None)
             self.log(f"[{tag}] F {out['objective']:.3f}{extra} (n={n}, seed={seed}, {wall:.1f}s)")
         return out
 
