@@ -29,7 +29,7 @@ from .config import config_to_dict, opt, validate
 from .io import AutonatError
 from .jobs import Throughput, autocast, pick_device
 from .masking import ROUNDINGS, Beta, MaskRatioDistribution
-from .models.registry import (build_model, canonical_model_name, count_parameters, load_model, parse_model_name,
+from .models.registry import (build_model, canonical_model_name, count_parameters, load_model,
                               save_model)
 from .rng import epoch_indices, mix64, step_generator
 from .tokens import TokenCache

@@ -34,7 +34,7 @@
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
@@ -44,7 +44,7 @@ from ..config import opt, validate
 from ..io import AutonatError
 from ..masking import sample_training_mask
 from .contract import LossOutput, bf16_copy, mask_inputs, masked_positions, masked_token_loss
-from .enat_blocks import SCBlock, _modulate
+from .enat_blocks import ENATCache, SCBlock, _modulate, fold_class_conditioning
 from .layers import Mlp, TiedHead, gather_positions, init_weights
 
 
@@ -97,37 +97,6 @@ class ENATConfig:
     def context_len(self) -> int:
         """P, the text tokens in front of the image positions of the cache (0 for class models)."""
         return -(-self.text_len // self.context_pool) if self.condition == "text" else 0
-
-
-@dataclass
-class ENATCache:
-    """Features of encoded tokens, threaded through the sampler (one per guidance pass).
-
-    At inference the adaLN modulations (a function of the condition only) are cached too, so
-    later steps skip the E + D + 1 conditioning Linears (a third of ENAT-small's weights; at batch
-    1 reading them dominates a step). They are reused only without autograd and for the same condition."""
-    features: torch.Tensor                  # [B, P + N, d] final encoder features (valid where `encoded`);
-    encoded: torch.Tensor                   # [B, P + N] bool; P text positions first (text models), then N image
-    condition: ClassCondition | TextCondition | None = None  # the condition the modulations belong to
-    mod: torch.Tensor | None = None         # [B, E + D, 8d] every block's adaLN parameters
-    out_mod: torch.Tensor | None = None     # [B, 2d] the output layer's shift/scale
-
-    _TENSORS = ("features", "encoded", "mod", "out_mod")
-
-    def rows(self, lo: int, hi: int) -> "ENATCache":
-        kw = {f: None if getattr(self, f) is None else getattr(self, f)[lo:hi] for f in self._TENSORS}
-        return ENATCache(condition=None if self.condition is None else self.condition.rows(lo, hi), **kw)
-
-    @classmethod
-    def cat(cls, parts: list["ENATCache"]) -> "ENATCache":
-        def stacked(vs):
-            return None if any(v is None for v in vs) else torch.cat(vs)
-        conds = [p.condition for p in parts]
-        return cls(condition=None if any(c is None for c in conds) else type(conds[0]).cat(conds),
-                   **{f: stacked([getattr(p, f) for p in parts]) for f in cls._TENSORS})
-
-    def same_state(self, other: "ENATCache") -> bool:
-        return torch.equal(self.encoded, other.encoded)
 
 
 class ENAT(nn.Module):
@@ -415,23 +384,3 @@ class ENAT(nn.Module):
         """The class conditioning folded into a per-label table (`fold_class_conditioning`); a
         text model has no labels to fold and is returned as is."""
         return self if self.config.condition == "text" else fold_class_conditioning(self)
-
-
-@torch.no_grad()
-def fold_class_conditioning(model: ENAT) -> ENAT:
-    """The same function with the adaLN Linears replaced by a per-label table of their outputs
-    (computed for the C + 1 labels, null label included; fold the fp32 weights, before any fp16
-    storage). For shipping: inference only
-    needs the table; training a folded model trains the table directly."""
-    if model.config.class_table:
-        return model
-    folded = ENAT(replace(model.config, class_table=True))
-    kept = {k: v for k, v in model.state_dict().items() if k in folded.state_dict()}
-    missing, _ = folded.load_state_dict(kept, strict=False)
-    if missing != ["mod_table"]:
-        raise AutonatError(f"fold_class_conditioning: unexpected missing weights {missing}")
-    labels = torch.arange(model.config.num_classes + 1, device=model.pos_emb.device)
-    mod, out_mod = model.modulations(ClassCondition(labels, model.config.num_classes))
-    parts = [mod.flatten(1)] + ([out_mod] if out_mod is not None else [])
-    folded.mod_table.copy_(torch.cat(parts, 1).float())
-    return folded.to(model.pos_emb.device).train(model.training)
