@@ -248,3 +248,22 @@ def test_clip_score_in_evaluate_and_as_the_search_alignment_term(setup, text_mod
               tmp_path / "s", log=lambda *_: None)
     d = rep.final["detail"]["final-found"]
     assert d["objective"] == pytest.approx(d["fid"] + 0.2 * (100 - d["clip_score"]))
+
+
+def test_prompts_can_come_from_another_split_than_the_fid_reference(text_model, tmp_path):
+    """FID against train, prompts from the held-out split (--prompt-split test)."""
+    from autonat.bundle import Bundle
+    from autonat.evaluation import EvalConfig, evaluate_model, load_feature_extractor
+    root = tmp_path / "split"
+    for split, caps in (("train", ["red apple", "cat face", "red cat"]), ("test", ["apple", "face"])):
+        (root / split).mkdir(parents=True)
+        for k, c in enumerate(caps):
+            Image.fromarray(np.full((28, 28), 40 * k, np.uint8)).save(root / split / f"{k}.png")
+        (root / split / "metadata.jsonl").write_text("".join(json.dumps({"file_name": f"{k}.png", "text": c}) + "\n"
+                                                             for k, c in enumerate(caps)))
+    bundle = Bundle.load(str(text_model))
+    cfg = EvalConfig(n=4, batch_size=4, reference_data=str(root), reference_split="train", prompt_split="test",
+                     precision_recall=False, count_flops=False)
+    res = evaluate_model(bundle, bundle.strategy("maskgit", 2), load_feature_extractor("fmnist"), cfg,
+                         show_progress=False)
+    assert sorted(set(bundle.conditioner.eval_prompts)) == ["apple", "face"] and res["reference"].endswith(":train")

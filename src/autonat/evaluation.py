@@ -58,6 +58,8 @@ class EvalConfig:
     kid: bool = opt(False, "also compute KID")
     prompts: str = opt("", "text models: a file of evaluation prompts, one per line (default: one caption "
                            "per image of the reference data)")
+    prompt_split: str = opt("", "text models: the split of the reference data whose captions are the prompts "
+                                "(default: the reference split; e.g. FID against train, prompts from the held-out test)")
     alignment: str = opt("", "text models: dual encoder directory for R-precision (default: the model's "
                              "own text encoder, if it is autonat's dual encoder)")
     clip: str = opt("", "text models: a transformers CLIP model (both towers; directory or hub id) for CLIP "
@@ -147,11 +149,12 @@ def prepare_text_evaluation(bundle: Bundle, cfg: EvalConfig):
     """The bundle's text conditioner with the evaluation's prompt pool (kept if already set for
     the same request, so a search reads the captions once)."""
     from .text.alignment import evaluation_prompts
-    key = (cfg.prompts, cfg.reference_data, cfg.reference_split)
+    split = cfg.prompt_split or cfg.reference_split
+    key = (cfg.prompts, cfg.reference_data, split)
     c = bundle.conditioner
     if c.eval_prompts and getattr(c, "eval_source", None) == key:
         return c
-    prompts = evaluation_prompts(cfg.reference_data, cfg.reference_split, cfg.prompts,
+    prompts = evaluation_prompts(cfg.reference_data, split, cfg.prompts,
                                  skip_bad=cfg.skip_bad, background=cfg.background)
     return c.with_eval_prompts(prompts, source=key)
 

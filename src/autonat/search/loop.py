@@ -97,6 +97,8 @@ class SearchConfig:
                                   "whose captions are the prompts)")
     prompts: str = opt("", "text models: a file of evaluation prompts, one per line (default: one caption per "
                            "image of --ref-data/--ref-split)")
+    prompt_split: str = opt("", "text models: the split of --ref-data whose captions are the prompts (default: "
+                                "--ref-split)")
     alignment: str = opt("", "text models: dual encoder directory for R-precision (default: the model's own)")
     clip: str = opt("", "text models: a transformers CLIP model (directory or hub id) for CLIP score")
     alignment_weight: float = opt(0.1, "text models: the search minimises F = FID + w * (100 - A), A = "
@@ -181,6 +183,7 @@ class Searcher:
                   "reference": self.ref_id}
         if bundle.is_text:    # the prompts and the alignment term are part of what was measured
             inputs.update({"prompts": self.cfg.prompts and sha256_file(self.cfg.prompts)[:16],
+                           **({"prompt_split": self.cfg.prompt_split} if self.cfg.prompt_split else {}),
                            "alignment": self.cfg.alignment, "alignment_weight": self.cfg.alignment_weight,
                            **({"clip": self.cfg.clip} if self.cfg.clip else {})})
         key = trial_key({"model": bundle.model.identity, **inputs})
@@ -195,6 +198,7 @@ class Searcher:
                           reference_stats=self.cfg.ref_stats, reference_data=self.cfg.ref_data,
                           reference_split=self.cfg.ref_split, skip_bad=self.cfg.skip_bad,
                           background=self.cfg.background, prompts=self.cfg.prompts,
+                          prompt_split=self.cfg.prompt_split,
                           alignment=self.cfg.alignment, clip=self.cfg.clip, precision_recall=False,
                           count_flops=False)
         res = evaluate_model(bundle, strategy, self.extractor, ecfg, self.ref_feats, show_progress=self.show)
