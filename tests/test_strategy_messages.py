@@ -133,7 +133,7 @@ def _st(**kw):
     (dict(tau1=(-1.0, 1.0)), "strategy: sampling temperatures (tau1) must be >= 0; got [-1.0, 1.0]"),
     (dict(tau2=(0.0, -2.0)), "strategy: re-masking temperatures (tau2) must be >= 0; got [0.0, -2.0]"),
     (dict(s=(-0.5, 0.0)), "strategy: guidance scales (s) must be >= 0; got [-0.5, 0.0]"),
-    (dict(rounding="round"), "strategy: unknown rounding 'round'; known: ceil, floor, floor-unclamped"),
+    (dict(rounding="round"), "strategy: unknown rounding 'round'; known: ceil, floor, floor-unclamped, floor-float32"),
     (dict(tau1=(1.0,)), "strategy: tau1 has 1 values but r has 2; all four schedules need one value per step"),
     (dict(r=(0.5, "x")), "strategy: r[1] must be a number, got 'x'"),
 ])

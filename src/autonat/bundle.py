@@ -7,6 +7,7 @@ directory, and checked to belong together.
     bundle.strategy("autonat", 8)                    # presets, files, or the strategies searched for it
     bundle.inference_model(bf16=True)                # the copy to sample with (cached per weights)
 
+A diffusers aMUSEd pipeline directory (model_index.json) loads too, through `autonat.muse`.
 A model directory is self-contained: `config.json` + `model.safetensors`, its tokenizer in
 `tokenizer/`, a text-conditional model's text encoder in `text_encoder/`, and the strategies
 searched for it in `strategies/T*.json` (what `autonat` selects by number of steps).
@@ -134,6 +135,12 @@ class Bundle:
         """A shipped model name or a model directory (e.g. one written by `save`)."""
         device = pick_device(device)
         name = str(name_or_path)
+        from .muse.amused import is_amused_dir
+        if is_amused_dir(name):               # a diffusers aMUSEd pipeline directory (autonat.muse)
+            if tokenizer is not None:
+                raise AutonatError(f"{name} is an aMUSEd pipeline: it brings its own VQ-VAE (no --tokenizer)")
+            from .muse.amused import load_amused
+            return load_amused(name, device)
         model = load_model(name_or_path, device)
         model_dir = None if name in SHIPPED["model"] else resolve("model", name_or_path)
         if tokenizer is not None:

@@ -124,12 +124,16 @@ class TextCondition:
     """Text-encoder states [B, L, D] with their padding mask [B, L] (True = a real token); the
     null (unconditional) condition is the encoding of the empty prompt, `null_states` [L, D] and
     `null_mask` [L], as U-ViT and Muse do it. `prompts` keeps the B prompts for traces and
-    captions (None for a null or dropped row); it plays no part in the model's computation."""
+    captions (None for a null or dropped row); it plays no part in the model's computation.
+    `pooled_emb` [B, P] (and `null_pooled_emb` [P]): the encoder's pooled prompt embedding, for
+    models that take one besides the states (Muse / aMUSEd: CLIP's projected text embedding)."""
     states: torch.Tensor
     mask: torch.Tensor
     null_states: torch.Tensor
     null_mask: torch.Tensor
     prompts: tuple[str | None, ...] = ()
+    pooled_emb: torch.Tensor | None = None
+    null_pooled_emb: torch.Tensor | None = None
 
     def __post_init__(self):
         if self.states.ndim != 3 or not self.states.is_floating_point():
@@ -141,6 +145,10 @@ class TextCondition:
         if self.null_states.shape != self.states.shape[1:] or self.null_mask.shape != self.states.shape[1:2]:
             raise AutonatError(f"null text condition {list(self.null_states.shape)} does not match states "
                                f"{list(self.states.shape)}")
+        if (self.pooled_emb is None) != (self.null_pooled_emb is None) or (
+                self.pooled_emb is not None and (self.pooled_emb.ndim != 2 or len(self.pooled_emb) != len(self)
+                                                 or self.null_pooled_emb.shape != self.pooled_emb.shape[1:])):
+            raise AutonatError("a pooled text embedding needs one row per condition and a null of the same width")
         if not self.prompts:
             object.__setattr__(self, "prompts", (None,) * len(self))
         elif len(self.prompts) != len(self):
@@ -172,11 +180,13 @@ class TextCondition:
         w = m.to(x.dtype).unsqueeze(-1)
         return (x * w).sum(2) / w.sum(2).clamp(min=1), m.any(2)
 
-    def _like(self, states, mask, prompts) -> "TextCondition":
-        return TextCondition(states, mask, self.null_states, self.null_mask, tuple(prompts))
+    def _like(self, states, mask, prompts, pooled=None) -> "TextCondition":
+        return TextCondition(states, mask, self.null_states, self.null_mask, tuple(prompts), pooled,
+                             self.null_pooled_emb)
 
     def rows(self, lo: int, hi: int) -> "TextCondition":
-        return self._like(self.states[lo:hi], self.mask[lo:hi], self.prompts[lo:hi])
+        pooled = None if self.pooled_emb is None else self.pooled_emb[lo:hi]
+        return self._like(self.states[lo:hi], self.mask[lo:hi], self.prompts[lo:hi], pooled)
 
     @classmethod
     def cat(cls, parts: list["TextCondition"]) -> "TextCondition":
@@ -184,27 +194,36 @@ class TextCondition:
         if any(p.states.shape[1:] != first.states.shape[1:] or not torch.equal(p.null_states, first.null_states)
                for p in parts[1:]):
             raise AutonatError("cannot stack text conditions of different text encoders")
+        pooled = None if first.pooled_emb is None else torch.cat([p.pooled_emb for p in parts])
         return first._like(torch.cat([p.states for p in parts]), torch.cat([p.mask for p in parts]),
-                           sum((p.prompts for p in parts), ()))
+                           sum((p.prompts for p in parts), ()), pooled)
 
     def null(self) -> "TextCondition":
         b = len(self)
+        pooled = None if self.pooled_emb is None else self.null_pooled_emb.expand(b, -1).clone()
         return self._like(self.null_states.expand(b, -1, -1).clone(), self.null_mask.expand(b, -1).clone(),
-                          (None,) * b)
+                          (None,) * b, pooled)
 
     def dropped(self, drop: torch.Tensor) -> "TextCondition":
         d = drop.to(self.states.device)
         states = torch.where(d[:, None, None], self.null_states.to(self.states.dtype), self.states)
         mask = torch.where(d[:, None], self.null_mask, self.mask)
-        return self._like(states, mask, (None if x else p for p, x in zip(self.prompts, d.tolist())))
+        pooled = None if self.pooled_emb is None else \
+            torch.where(d[:, None], self.null_pooled_emb.to(self.pooled_emb.dtype), self.pooled_emb)
+        return self._like(states, mask, (None if x else p for p, x in zip(self.prompts, d.tolist())), pooled)
 
     def same_as(self, other: "Condition") -> bool:
         return (isinstance(other, TextCondition) and other.states.shape == self.states.shape
-                and torch.equal(self.states, other.states) and torch.equal(self.mask, other.mask))
+                and torch.equal(self.states, other.states) and torch.equal(self.mask, other.mask)
+                and (self.pooled_emb is None) == (other.pooled_emb is None)
+                and (self.pooled_emb is None or torch.equal(self.pooled_emb, other.pooled_emb)))
 
     def to(self, device: torch.device | str) -> "TextCondition":
+        def move(x):
+            return None if x is None else x.to(device)
         return TextCondition(self.states.to(device), self.mask.to(device), self.null_states.to(device),
-                             self.null_mask.to(device), self.prompts)
+                             self.null_mask.to(device), self.prompts, move(self.pooled_emb),
+                             move(self.null_pooled_emb))
 
 
 TextCondition.DESCRIPTION = "text prompts"

@@ -6,6 +6,8 @@
     halton[:W,M0,M1]          the Halton scheduler (Besnier et al., ICLR 2025): tokens revealed in a
                               fixed 2-D Halton order, arccos count schedule, constant guidance W,
                               logits multiplied by M linear from M0 to M1 (tau1 = 1 / M)
+    amused[:G,T0,T1]          diffusers' aMUSEd scheduler and pipeline defaults (guidance g = 10,
+                              re-masking temperature linspace(2, 0, T); see `amused`)
     autonat-imagenet-t8       the authors' released AutoNAT-L strategy (ImageNet-256, T = 8)
     autonat                   the strategy searched for *this model* (`T{steps}.json` in the model's
                               strategies directory, written by `autonat search`)
@@ -79,6 +81,23 @@ def enat(steps: int, samp_temp: float = 6.0, mask_temp: float = 1.5, cfg: float 
                     rounding="floor-unclamped", always_uncond=True, name=f"enat-T{T}")
 
 
+def amused(steps: int, guidance: float = 10.0, temp_start: float = 2.0, temp_end: float = 0.0) -> Strategy:
+    """diffusers' AmusedScheduler + AmusedPipeline defaults (aMUSEd, the open Muse): after step
+    t = 1..T, floor(N cos(pi t / 2T)) tokens stay masked, clamped to [1, #masked - 1] (autonat's
+    `floor` rule); tokens drawn at temperature 1; Gumbel re-masking with temperature
+    linspace(temp_start, temp_end, T); guidance g = `guidance` (the pipeline's guidance_scale,
+    s = g - 1, computed in Muse's form). r and tau2 are the float32 numbers the scheduler uses."""
+    import torch
+    T = steps
+    ratio = (torch.arange(T).view(T, 1) + 1) / T                   # the scheduler's (step_idx + 1) / T
+    r = torch.cos(ratio * math.pi / 2).flatten().tolist()
+    r[-1] = 0.0
+    tau2 = torch.linspace(temp_start, temp_end, T).tolist()
+    s = max(float(guidance) - 1.0, 0.0)                              # the pipeline guides only when g > 1
+    return Strategy(r=tuple(r), tau1=(1.0,) * T, tau2=tuple(tau2), s=(s,) * T, guidance="muse", rounding="floor-float32",
+                    name=f"amused-T{T}")
+
+
 def autonat_imagenet_t8() -> Strategy:
     return replace(from_official(AUTONAT_IMAGENET_T8), name="autonat-imagenet-t8")
 
@@ -88,6 +107,7 @@ PRESETS: dict[str, tuple[Callable[..., Strategy], str]] = {
     "maskgit": (maskgit, "maskgit[:LAMBDA,K]"),
     "halton": (halton, "halton[:W,M0,M1]"),
     "enat": (enat, "enat[:TAU1,TAU2,CFG]"),
+    "amused": (amused, "amused[:G,T0,T1]"),
 }
 # The hand settings people try first, both token orders (each spec resolves for any T). The
 # generation search screens them before searching (`SearchConfig.screen = "hand"`), and

@@ -80,10 +80,14 @@ def _uniforms(noise: Noise, batch: int, step: int, kind: int, n: int) -> torch.T
 # Pieces (pure, unit-tested)
 # ----------------------------------------------------------------------------------------------
 
-def guided_logits(cond: torch.Tensor, uncond: torch.Tensor | None, scale: float) -> torch.Tensor:
-    """l = l_c + s (l_c - l_u). With s = 0 (or no unconditional logits) this is exactly l_c."""
+def guided_logits(cond: torch.Tensor, uncond: torch.Tensor | None, scale: float, form: str = "logits"
+                  ) -> torch.Tensor:
+    """l = l_c + s (l_c - l_u). With s = 0 (or no unconditional logits) this is exactly l_c.
+    form `muse`: the same l computed as Muse / aMUSEd do, l_u + (1 + s) (l_c - l_u)."""
     if scale == 0 or uncond is None:
         return cond
+    if form == "muse":
+        return uncond + (1 + scale) * (cond - uncond)
     return cond + scale * (cond - uncond)
 
 
@@ -103,9 +107,14 @@ def gumbel_from_uniform(u: torch.Tensor) -> torch.Tensor:
     return -torch.log(-torch.log(u.clamp(_U_EPS, 1 - _U_EPS)))
 
 
-def choose_remask(confidence: torch.Tensor, temperature: float, k: int, u: torch.Tensor) -> torch.Tensor:
-    """Indices (into the last dim) of the k entries to re-mask: the k lowest of C + tau2 * G."""
-    score = confidence if temperature <= 0 else confidence + temperature * gumbel_from_uniform(u)
+def choose_remask(confidence: torch.Tensor, temperature: float, k: int, u: torch.Tensor | None = None,
+                  gumbel: torch.Tensor | None = None) -> torch.Tensor:
+    """Indices (into the last dim) of the k entries to re-mask: the k lowest of C + tau2 * G, with
+    G = Gumbel noise from uniforms `u` (or given as `gumbel`)."""
+    if temperature <= 0:
+        score = confidence
+    else:
+        score = confidence + temperature * (gumbel if gumbel is not None else gumbel_from_uniform(u))
     return score.argsort(dim=-1, stable=True)[..., :k]
 
 
@@ -214,20 +223,28 @@ def sample(model, strategy: Strategy, cond: Condition, noise: Noise, *, trace: b
             if uncond:
                 lu, cache_u = _call(model, ids, null, query, cache_u, chunk)
                 lu = lu.float()
-        logits = guided_logits(lc, lu, s)
+        logits = guided_logits(lc, lu, s, strategy.guidance)
         # 2-3. sample every masked position, score it
-        u_tok = _uniforms(noise, B, t, 0, N).to(device).gather(1, query)
-        x = sample_tokens(logits, strategy.tau1[t], u_tok)
-        conf = torch.log_softmax(logits, dim=-1).gather(-1, x.unsqueeze(-1)).squeeze(-1)
+        if hasattr(noise, "draw_tokens"):    # a noise mode that draws its own way (autonat.muse.AmusedNoise)
+            x, conf = noise.draw_tokens(logits, strategy.tau1[t], query, N)
+            u_tok = None
+        else:
+            u_tok = _uniforms(noise, B, t, 0, N).to(device).gather(1, query)
+            x = sample_tokens(logits, strategy.tau1[t], u_tok)
+            conf = torch.log_softmax(logits, dim=-1).gather(-1, x.unsqueeze(-1)).squeeze(-1)
         ids = ids.scatter(1, query, x)
         # 4. re-mask the k least confident (or, with a fixed order, the k latest in the order)
         k = counts[t + 1]
         if k > 0:
             if priority is None:
-                u_g = _uniforms(noise, B, t, 1, N).to(device).gather(1, query)
-                drop = choose_remask(conf, strategy.tau2[t], k, u_g)
+                if hasattr(noise, "gumbel"):
+                    g = noise.gumbel(B, N).to(device).gather(1, query)
+                    drop = choose_remask(conf, strategy.tau2[t], k, gumbel=g)
+                else:
+                    u_g = _uniforms(noise, B, t, 1, N).to(device).gather(1, query)
+                    drop = choose_remask(conf, strategy.tau2[t], k, u_g)
             else:
-                drop = choose_remask(priority.to(device)[query], 0.0, k, u_tok)
+                drop = choose_remask(priority.to(device)[query], 0.0, k)
             ids = ids.scatter(1, query.gather(1, drop), MASK)
         if trace:
             full_conf = torch.full((B, N), float("inf"), device=device).scatter(1, query, conf)

@@ -7,13 +7,17 @@ For step t = 1..T (stored 0-based as index t-1):
            (tau1 = 0: argmax).
   tau2[t]  re-masking temperature: the tokens kept are a Gumbel-top-k draw from
            softmax(C / tau2) over confidences C (tau2 = 0: deterministic top-k). tau2[T] is unused.
-  s[t]     guidance scale: l = l_cond + s (l_cond - l_uncond) (`guidance="logits"`, as released).
+  s[t]     guidance scale: l = l_cond + s (l_cond - l_uncond) (`guidance="logits"`, as released;
+           `guidance="muse"` computes the same l as Muse / aMUSEd do, l_uncond + (1 + s)
+           (l_cond - l_uncond), bit for bit: their guidance scale g is 1 + s).
 
 Rules that are data too (so the authors' released behaviour can be reproduced exactly):
   rounding       how r[t] becomes a masked count: `ceil` (the paper: ceil(r N), clamped so every
                  step decodes at least one token), `floor` (AutoNAT's code:
                  max(1, min(#masked - 1, floor(r N))) before the last step, 0 at the last) or
-                 `floor-unclamped` (ENAT's code: floor(r N), no clamps).
+                 `floor-unclamped` (ENAT's code: floor(r N), no clamps) or `floor-float32` (aMUSEd's
+                 scheduler: `floor` with r N computed in float32, without the tolerance that makes
+                 r N an integer up to float error).
   order          which masked tokens stay masked: `confidence` (the paper: the lowest confidences
                  plus tau2-scaled Gumbel noise) or `halton` (a fixed low-discrepancy order over
                  the token grid, Besnier et al. 2025: tokens are revealed in that order,
@@ -43,8 +47,8 @@ import torch
 from .io import AutonatError, atomic_write_bytes, atomic_write_json
 from .masking import ratio_to_count
 
-GUIDANCE_FORMULAS = ("logits",)
-ROUNDING_RULES = ("ceil", "floor", "floor-unclamped")
+GUIDANCE_FORMULAS = ("logits", "muse")
+ROUNDING_RULES = ("ceil", "floor", "floor-unclamped", "floor-float32")
 ORDERS = ("confidence", "halton")
 MAX_STEPS = 4096
 # Beyond these the sampler's fp32 arithmetic overflows (l / tau1, l_c + s (l_c - l_u)) and every
@@ -133,13 +137,16 @@ class Strategy:
     def masked_counts(self, num_tokens: int) -> list[int]:
         """Tokens still masked before step 1 and after each step: T+1 integers, N ... 0 (see the
         module docstring for the two rounding rules)."""
-        rule = "floor" if self.rounding.startswith("floor") else self.rounding
-        ks = ratio_to_count(torch.tensor(self.r, dtype=torch.float64), num_tokens, rule).tolist()
+        if self.rounding == "floor-float32":       # aMUSEd's scheduler: float32 arithmetic, no tolerance
+            ks = (num_tokens * torch.tensor(self.r, dtype=torch.float32)).floor().long().tolist()
+        else:
+            rule = "floor" if self.rounding.startswith("floor") else self.rounding
+            ks = ratio_to_count(torch.tensor(self.r, dtype=torch.float64), num_tokens, rule).tolist()
         counts, masked = [num_tokens], num_tokens
         for t, k in enumerate(ks):
             if t == self.steps - 1:
                 masked = 0
-            elif self.rounding == "floor":      # AutoNAT's code keeps >= 1 token masked until the end
+            elif self.rounding in ("floor", "floor-float32"):   # AutoNAT's code and aMUSEd's: >= 1 masked until the end
                 masked = max(1, min(masked - 1, k))
             elif self.rounding == "floor-unclamped":
                 masked = min(masked, k)

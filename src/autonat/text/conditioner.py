@@ -32,10 +32,16 @@ class TextConditioner:
         self.encoder = encoder
         self.eval_prompts = tuple(eval_prompts)
         self.eval_source = None
-        self._cache: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._cache: dict[str, tuple[torch.Tensor, ...]] = {}
         self._cache_size = cache_size
-        null_states, null_mask = encoder.encode([""])
-        self.null_states, self.null_mask = null_states[0], null_mask[0]
+        # an encoder with a pooled embedding (`encode_pooled`, e.g. aMUSEd's CLIP) gives it too
+        self._pooled = hasattr(encoder, "encode_pooled")
+        null = self._encode([""])
+        self.null_states, self.null_mask = null[0][0], null[1][0]
+        self.null_pooled = null[2][0] if self._pooled else None
+
+    def _encode(self, prompts: list[str]) -> tuple:
+        return self.encoder.encode_pooled(prompts) if self._pooled else self.encoder.encode(prompts)
 
     def with_eval_prompts(self, prompts: Sequence[str], source=None) -> "TextConditioner":
         """The same conditioner (encoder, cache, null) drawing evaluations from `prompts`."""
@@ -62,13 +68,15 @@ class TextConditioner:
             raise AutonatError("no prompts given")
         missing = list(dict.fromkeys(p for p in prompts if p not in self._cache))
         if missing:
-            states, mask = self.encoder.encode(missing)
+            out = self._encode(missing)
             if len(self._cache) + len(missing) > self._cache_size:
                 self._cache.clear()
-            self._cache.update({p: (states[i], mask[i]) for i, p in enumerate(missing)})
+            self._cache.update({p: tuple(x[i] for x in out) for i, p in enumerate(missing)})
         states = torch.stack([self._cache[p][0] for p in prompts])
         mask = torch.stack([self._cache[p][1] for p in prompts])
-        return TextCondition(states, mask, self.null_states, self.null_mask, tuple(prompts))
+        pooled = torch.stack([self._cache[p][2] for p in prompts]) if self._pooled else None
+        return TextCondition(states, mask, self.null_states, self.null_mask, tuple(prompts), pooled,
+                             self.null_pooled)
 
     def for_evaluation(self, n: int, seed: int) -> TextCondition:
         """n held-out captions in a seeded order (each caption once before any repeats)."""

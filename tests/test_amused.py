@@ -1,0 +1,133 @@
+"""aMUSEd (diffusers) behind autonat's contract, on tiny random-weight pipelines built offline the
+way diffusers' own tests build theirs: loading, bad pipelines, and token parity between autonat's
+sampler (preset `amused`, noise `AmusedNoise`) and diffusers' AmusedPipeline for the same
+prompts, steps, guidance, temperatures and torch.Generator."""
+import json
+import os
+import shutil
+import warnings
+
+import pytest
+import torch
+
+if os.environ.get("AUTONAT_REQUIRE_TEXT") != "1":   # .ci/run sets it: never skipped there
+    pytest.importorskip("diffusers")
+    pytest.importorskip("transformers")
+
+from autonat.bundle import Bundle  # noqa: E402
+from autonat.io import AutonatError  # noqa: E402
+from autonat.muse import AmusedNoise  # noqa: E402
+from autonat.pipeline import Pipeline  # noqa: E402
+from autonat.presets import resolve_strategy  # noqa: E402
+from muse_fixtures import tiny_amused_dir  # noqa: E402
+
+PROMPTS = ["red apple", "a cat face", "dog"]
+
+
+@pytest.fixture(scope="module")
+def amused_dir(tmp_path_factory):
+    return tiny_amused_dir(tmp_path_factory.mktemp("amused") / "pipe")
+
+
+def _diffusers_tokens(path, prompts, steps, guidance, seed, temperature=(2, 0)):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from diffusers import AmusedPipeline
+        pipe = AmusedPipeline.from_pretrained(path)
+    pipe.set_progress_bar_config(disable=True)
+    out = pipe(prompts, num_inference_steps=steps, guidance_scale=guidance, temperature=temperature,
+               generator=torch.Generator().manual_seed(seed), output_type="latent")
+    return out.images.reshape(len(prompts), -1)
+
+
+def test_an_amused_pipeline_loads_behind_the_model_contract(amused_dir):
+    b = Bundle.load(str(amused_dir))
+    m = b.model
+    assert (m.arch, m.seq_len, m.codebook_size, m.mask_id) == ("amused", 16, 8, 31) and b.is_text
+    assert b.tokenizer.num_tokens == 16 and b.tokenizer.codebook_size == 8
+    out = Pipeline.from_pretrained(str(amused_dir))(prompt=["red apple", "dog"], num_steps=4, strategy="amused")
+    assert out.tokens.shape == (2, 4, 4) and int(out.tokens.max()) < 8 and len(out.images) == 2
+    assert out.images[0].size == (4, 4)
+
+
+@pytest.mark.parametrize("steps,guidance", [(4, 10.0), (12, 3.0), (6, 1.0)])
+def test_autonat_sampler_gives_diffusers_tokens_for_the_same_generator(amused_dir, steps, guidance):
+    """Exact RNG parity: the preset follows the scheduler (float32 cosine counts, clamps,
+    temperature linspace(2, 0)), the noise mode draws as it does (exponential race for
+    torch.multinomial, then uniforms for the Gumbel), guidance in Muse's form; g = 1: no guidance."""
+    want = _diffusers_tokens(amused_dir, PROMPTS, steps, guidance, seed=7)
+    pipe = Pipeline.from_pretrained(str(amused_dir))
+    got = pipe(prompt=PROMPTS, num_steps=steps, strategy=resolve_strategy(f"amused:{guidance}", steps),
+               generator=AmusedNoise(torch.Generator().manual_seed(7)), bf16=False, progress=False)
+    assert torch.equal(got.tokens.reshape(len(PROMPTS), -1), want)
+
+
+def test_parity_needs_every_piece(amused_dir):
+    """With autonat's own noise, or the logits form of guidance, the tokens differ: the test above
+    is not passing by accident."""
+    want = _diffusers_tokens(amused_dir, PROMPTS, 8, 10.0, seed=3)
+    pipe = Pipeline.from_pretrained(str(amused_dir))
+    st = resolve_strategy("amused", 8)
+    own_noise = pipe(prompt=PROMPTS, num_steps=8, strategy=st, generator=torch.Generator().manual_seed(3),
+                     bf16=False, progress=False).tokens.reshape(len(PROMPTS), -1)
+    assert not torch.equal(own_noise, want)
+    parity = pipe(prompt=PROMPTS, num_steps=8, strategy=st, generator=AmusedNoise(torch.Generator().manual_seed(3)),
+                  bf16=False, progress=False).tokens.reshape(len(PROMPTS), -1)
+    assert torch.equal(parity, want)
+
+
+def test_golden_tokens_of_the_tiny_pipeline(amused_dir):
+    """Pins the tokens (diffusers' and autonat's, equal above) of one case of this fixture."""
+    got = Pipeline.from_pretrained(str(amused_dir))(
+        prompt=["red apple"], num_steps=4, strategy="amused", generator=AmusedNoise(torch.Generator().manual_seed(0)),
+        bf16=False, progress=False).tokens.flatten().tolist()
+    assert got == _diffusers_tokens(amused_dir, ["red apple"], 4, 10.0, seed=0).flatten().tolist()
+    assert got == [4, 5, 4, 3, 6, 5, 5, 2, 1, 3, 4, 3, 4, 3, 7, 5]      # diffusers 0.42.1 / torch 2.13, CPU
+
+
+def test_bad_pipelines_and_prompts_are_clear_errors(amused_dir, tmp_path):
+    other = tmp_path / "other"
+    shutil.copytree(amused_dir, other)
+    shutil.rmtree(other / "vqvae")
+    with pytest.raises(AutonatError, match="missing: vqvae"):
+        Bundle.load(str(other))
+    with pytest.raises(AutonatError, match="predicts 8 codes but the VQ-VAE has 16"):
+        Bundle.load(str(tiny_amused_dir(tmp_path / "mismatch", vq_codebook=16)))
+    shape = tmp_path / "shape"
+    shutil.copytree(amused_dir, shape)
+    cfg = json.loads((shape / "vqvae" / "config.json").read_text())
+    cfg["num_vq_embeddings"] = 16                 # config and weights disagree
+    (shape / "vqvae" / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(AutonatError, match="cannot load the aMUSEd pipeline: .*size mismatch"):
+        Bundle.load(str(shape))
+    broken = tmp_path / "broken"
+    shutil.copytree(amused_dir, broken)
+    (broken / "transformer" / "config.json").write_text("{not json")
+    with pytest.raises(AutonatError, match="cannot load the aMUSEd pipeline"):
+        Bundle.load(str(broken))
+    pipe = Pipeline.from_pretrained(str(amused_dir))
+    with pytest.raises(AutonatError, match="tokens long; aMUSEd's tokenizer takes 16"):
+        pipe(prompt=["red apple " * 12], num_steps=2, strategy="amused")
+    with pytest.raises(AutonatError, match="not class labels"):
+        pipe(class_labels=[0], num_steps=2)
+
+
+def test_muse_guidance_is_the_pipelines_arithmetic_bit_for_bit():
+    """l_u + g (l_c - l_u) as the pipeline computes it; the logits form l_c + s (l_c - l_u) is the
+    same l in exact arithmetic but not in float32 (which is why the preset uses `muse`)."""
+    from autonat.sampling import guided_logits
+    g = torch.Generator().manual_seed(0)
+    c, u = torch.randn(4, 64, 1024, generator=g), torch.randn(4, 64, 1024, generator=g)
+    for scale in (10.0, 3.0, 7.5):
+        want = u + scale * (c - u)
+        assert torch.equal(guided_logits(c, u, scale - 1, "muse"), want)
+        assert not torch.equal(guided_logits(c, u, scale - 1, "logits"), want)
+    assert torch.equal(guided_logits(c, u, 0.0, "muse"), c)
+
+
+def test_float32_floor_is_the_schedulers_count_where_the_tolerant_floor_is_not():
+    """N = 16, T = 12, step 8: 16 cos(pi/3) is 7.9999995 in float32; the scheduler masks 7."""
+    st = resolve_strategy("amused", 12)
+    assert st.masked_counts(16)[8] == 7
+    from dataclasses import replace
+    assert replace(st, rounding="floor").masked_counts(16)[8] == 8
