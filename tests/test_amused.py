@@ -131,3 +131,47 @@ def test_float32_floor_is_the_schedulers_count_where_the_tolerant_floor_is_not()
     assert st.masked_counts(16)[8] == 7
     from dataclasses import replace
     assert replace(st, rounding="floor").masked_counts(16)[8] == 8
+
+
+def _stock_pipeline(path, scheduler=None):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from diffusers import AmusedPipeline
+        pipe = AmusedPipeline.from_pretrained(path, **({"scheduler": scheduler} if scheduler is not None else {}))
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def test_autonat_scheduler_in_the_diffusers_pipeline_gives_the_samplers_tokens(amused_dir, tmp_path):
+    """Any strategy with a constant s, plugged into AmusedPipeline: the same tokens as autonat's
+    sampler with that strategy and the same generator; saved and loaded back with the pipeline."""
+    from dataclasses import replace
+    from autonat.muse.scheduler import AutonatScheduler
+    from autonat.presets import maskgit
+    st = replace(maskgit(6, remask_temperature=3.0).with_guidance(2.0), guidance="muse", rounding="floor-float32",
+                 tau1=(1.5, 1.2, 1.0, 1.0, 0.8, 0.5))
+    sched = AutonatScheduler.from_strategy(st, mask_token_id=31)
+    pipe = _stock_pipeline(amused_dir, sched)
+    out = pipe(PROMPTS, num_inference_steps=6, guidance_scale=sched.guidance_scale,
+               generator=torch.Generator().manual_seed(11), output_type="latent").images.reshape(3, -1)
+    ours = Pipeline.from_pretrained(str(amused_dir))(prompt=PROMPTS, num_steps=6, strategy=st, bf16=False,
+                                                     generator=AmusedNoise(torch.Generator().manual_seed(11)),
+                                                     progress=False).tokens.reshape(3, -1)
+    assert torch.equal(out, ours)
+    pipe.save_pretrained(tmp_path / "saved")
+    assert json.loads((tmp_path / "saved" / "model_index.json").read_text())["scheduler"][1] == "AutonatScheduler"
+    back = _stock_pipeline(tmp_path / "saved")
+    assert type(back.scheduler).__name__ == "AutonatScheduler" and back.scheduler.strategy.tau1 == st.tau1
+    again = back(PROMPTS, num_inference_steps=6, guidance_scale=2.0 + 1.0,
+                 generator=torch.Generator().manual_seed(11), output_type="latent").images.reshape(3, -1)
+    assert torch.equal(again, out)
+    # the amused preset through this scheduler is the stock scheduler
+    stock = _diffusers_tokens(amused_dir, PROMPTS, 5, 10.0, seed=2)
+    mine = _stock_pipeline(amused_dir, AutonatScheduler.from_strategy(resolve_strategy("amused", 5), 31))(
+        PROMPTS, num_inference_steps=5, guidance_scale=10.0, generator=torch.Generator().manual_seed(2),
+        output_type="latent").images.reshape(3, -1)
+    assert torch.equal(mine, stock)
+    with pytest.raises(ValueError, match="varies per step"):
+        AutonatScheduler.from_strategy(maskgit(4), mask_token_id=31)
+    with pytest.raises(ValueError, match="num_inference_steps=6"):
+        pipe(PROMPTS, num_inference_steps=4, guidance_scale=3.0, output_type="latent")

@@ -7,9 +7,11 @@ Front door: `autonat.Pipeline.from_pretrained("fashion-mnist")`. The pieces: `au
 __version__ = "0.1.0"
 
 
-_LAZY = {"Pipeline": "pipeline", "PipelineOutput": "pipeline", "Strategy": "strategy"}
+# AutonatScheduler: the diffusers scheduler that follows an autonat strategy (autonat.muse).
+_LAZY = {"Pipeline": "pipeline", "PipelineOutput": "pipeline", "Strategy": "strategy",
+         "AutonatScheduler": "muse.scheduler"}
 _MODULES = ("tokenizer", "models", "sampling", "strategy", "presets", "training", "evaluation", "search",
-            "metrics", "pipeline", "data", "tokens", "masking")
+            "metrics", "pipeline", "data", "tokens", "masking", "muse")
 
 
 def __getattr__(name):
