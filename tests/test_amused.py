@@ -175,3 +175,51 @@ def test_autonat_scheduler_in_the_diffusers_pipeline_gives_the_samplers_tokens(a
         AutonatScheduler.from_strategy(maskgit(4), mask_token_id=31)
     with pytest.raises(ValueError, match="num_inference_steps=6"):
         pipe(PROMPTS, num_inference_steps=4, guidance_scale=3.0, output_type="latent")
+
+
+def test_the_generation_search_runs_on_amused_and_hands_its_strategy_to_diffusers(amused_dir, tmp_path):
+    """Table 5's protocol on the tiny pipeline: search only the generation strategy from the
+    amused preset (s fixed, so the stock pipeline can apply it) with F = FID + w (100 - CLIP
+    score), common random numbers, a resumable trial store; the found strategy is installed
+    beside the pipeline and runs in AmusedPipeline through AutonatScheduler."""
+    import numpy as np
+    from PIL import Image
+    from autonat.muse.scheduler import AutonatScheduler
+    from autonat.search.generation import GenSearchConfig
+    from autonat.search.loop import SearchConfig
+    from autonat.search.run import run
+    from autonat.search.store import TrialStore
+    from text_fixtures import tiny_clip_model_dir
+    ref = tmp_path / "ref"
+    ref.mkdir()
+    rng = np.random.default_rng(0)
+    for k in range(12):
+        Image.fromarray(rng.integers(0, 255, (4, 4, 3), dtype=np.uint8)).save(ref / f"{k}.png")
+    (ref / "metadata.jsonl").write_text("".join(json.dumps({"file_name": f"{k}.png", "text": PROMPTS[k % 3]}) + "\n"
+                                                for k in range(12)))
+    pipe_dir = tmp_path / "pipe"
+    shutil.copytree(amused_dir, pipe_dir)
+    cfg = SearchConfig(only="generation", model=str(pipe_dir), ref_data=str(ref), init_strategy="amused", steps=4,
+                       n=6, n_final=6, batch_size=6, bf16=False, screen="none", validate_top=1,
+                       clip=str(tiny_clip_model_dir(tmp_path / "clip")), alignment_weight=0.1,
+                       gen=GenSearchConfig(pattern_evals=3, max_updates=1, knobs=("r", "tau1", "tau2")))
+    rep = run(cfg, tmp_path / "s", log=lambda *_: None)
+    d = rep.final["detail"]["final-found"]
+    assert d["objective"] == pytest.approx(d["fid"] + 0.1 * (100 - d["clip_score"]))
+    assert rep.best.guidance == "muse" and len(set(rep.best.s)) == 1
+    assert (pipe_dir / "strategies" / "T4.json").is_file() and rep.installed
+    store = TrialStore(tmp_path / "s" / "trials.sqlite")
+    n_evals = len(store.evaluations())
+    store.close()
+    assert run(cfg, tmp_path / "s", log=lambda *_: None).final == rep.final
+    store = TrialStore(tmp_path / "s" / "trials.sqlite")
+    assert len(store.evaluations()) == n_evals                   # resumed from the store
+    store.close()
+    found = Pipeline.from_pretrained(str(pipe_dir)).strategy("autonat", 4)
+    sched = AutonatScheduler.from_strategy(found, mask_token_id=31)
+    toks = _stock_pipeline(pipe_dir, sched)(PROMPTS, num_inference_steps=4, guidance_scale=sched.guidance_scale,
+                                            generator=torch.Generator().manual_seed(0), output_type="latent").images
+    ours = Pipeline.from_pretrained(str(pipe_dir))(prompt=PROMPTS, num_steps=4, strategy="autonat", bf16=False,
+                                                   generator=AmusedNoise(torch.Generator().manual_seed(0)),
+                                                   progress=False).tokens
+    assert torch.equal(toks.reshape(3, -1), ours.reshape(3, -1))

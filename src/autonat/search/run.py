@@ -190,10 +190,12 @@ def run(cfg: SearchConfig, out: str | Path, log=print, show_progress: bool = Fal
 
 def _install(model, best: Strategy, extra: dict, log) -> str:
     """Copy the found strategy into the model directory's strategies/T{T}.json (a user's model
-    directory; shipped models live inside the package and are left alone)."""
+    directory or aMUSEd pipeline directory; shipped models live inside the package and are left alone)."""
     from ..assets import SHIPPED
+    from ..muse.amused import is_amused_dir
     source = str(getattr(model, "source", ""))
-    if not source or source in SHIPPED["model"] or not (Path(source) / "config.json").is_file():
+    if not source or source in SHIPPED["model"] or not ((Path(source) / "config.json").is_file()
+                                                         or is_amused_dir(source)):
         log(f"found strategy: use it with --strategy {best.source}")
         return ""
     dest = Path(source) / "strategies" / f"T{best.steps}.json"
