@@ -105,6 +105,11 @@ def test_bad_pipelines_and_prompts_are_clear_errors(amused_dir, tmp_path):
     (broken / "transformer" / "config.json").write_text("{not json")
     with pytest.raises(AutonatError, match="cannot load the aMUSEd pipeline"):
         Bundle.load(str(broken))
+    sd = tmp_path / "sd"
+    sd.mkdir()
+    (sd / "model_index.json").write_text(json.dumps({"_class_name": "StableDiffusionPipeline"}))
+    with pytest.raises(AutonatError, match="pipeline directory of class 'StableDiffusionPipeline'"):
+        Bundle.load(str(sd))
     pipe = Pipeline.from_pretrained(str(amused_dir))
     with pytest.raises(AutonatError, match="tokens long; aMUSEd's tokenizer takes 16"):
         pipe(prompt=["red apple " * 12], num_steps=2, strategy="amused")

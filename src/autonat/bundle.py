@@ -135,7 +135,8 @@ class Bundle:
         """A shipped model name or a model directory (e.g. one written by `save`)."""
         device = pick_device(device)
         name = str(name_or_path)
-        from .muse.amused import is_amused_dir
+        from .muse.amused import is_amused_dir, refuse_other_pipeline
+        refuse_other_pipeline(name)
         if is_amused_dir(name):               # a diffusers aMUSEd pipeline directory (autonat.muse)
             if tokenizer is not None:
                 raise AutonatError(f"{name} is an aMUSEd pipeline: it brings its own VQ-VAE (no --tokenizer)")

@@ -34,6 +34,23 @@ from ..models.layers import gather_positions
 COMPONENTS = ("transformer", "vqvae", "text_encoder", "tokenizer", "scheduler")
 
 
+class _quiet:
+    """diffusers' advice logs (accelerate, fp32 modules, deprecation) off while autonat loads or casts."""
+
+    def __enter__(self):
+        from diffusers.utils import logging as dlog
+        self.old = dlog.get_verbosity()
+        dlog.set_verbosity_error()
+        self.w = warnings.catch_warnings()
+        self.w.__enter__()
+        warnings.simplefilter("ignore")
+
+    def __exit__(self, *exc):
+        from diffusers.utils import logging as dlog
+        self.w.__exit__(*exc)
+        dlog.set_verbosity(self.old)
+
+
 def is_amused_dir(path: str | Path) -> bool:
     """A diffusers pipeline directory whose model_index.json names an aMUSEd pipeline."""
     f = Path(path) / "model_index.json"
@@ -43,6 +60,18 @@ def is_amused_dir(path: str | Path) -> bool:
         return "Amused" in str(json.loads(f.read_text(encoding="utf-8")).get("_class_name", ""))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError):
         return False
+
+
+def refuse_other_pipeline(path: str | Path) -> None:
+    """A diffusers pipeline directory of another kind is named as such (not "config.json missing")."""
+    f = Path(path) / "model_index.json"
+    if f.is_file() and not is_amused_dir(path):
+        try:
+            kind = json.loads(f.read_text(encoding="utf-8")).get("_class_name", "unknown")
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError):
+            kind = "unreadable"
+        raise AutonatError(f"{path} is a diffusers pipeline directory of class {kind!r}; autonat loads aMUSEd "
+                           "pipelines (AmusedPipeline) and its own model directories")
 
 
 @dataclass(frozen=True)
@@ -109,7 +138,8 @@ class AmusedNAT(nn.Module):
         if not bf16:
             return self
         twin = copy.copy(self)
-        twin.transformer = copy.deepcopy(self.transformer).to(torch.bfloat16)
+        with _quiet():
+            twin.transformer = copy.deepcopy(self.transformer).to(torch.bfloat16)
         return twin
 
     def compact(self) -> "AmusedNAT":
@@ -235,8 +265,7 @@ def load_amused(path: str | Path, device: str | torch.device = "cpu"):
     except ImportError:
         raise AutonatError("aMUSEd needs diffusers and transformers: pip install 'autonat[text]'") from None
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+        with _quiet():
             transformer = diffusers.UVit2DModel.from_pretrained(path / "transformer")
             vqvae = diffusers.VQModel.from_pretrained(path / "vqvae")
             scheduler = diffusers.AmusedScheduler.from_pretrained(path / "scheduler")
