@@ -263,7 +263,7 @@ def load_amused(path: str | Path, device: str | torch.device = "cpu"):
         import diffusers
         import transformers
     except ImportError:
-        raise AutonatError("aMUSEd needs diffusers and transformers: pip install 'autonat[text]'") from None
+        raise AutonatError("aMUSEd needs diffusers and transformers: pip install 'autonat[muse]'") from None
     try:
         with _quiet():
             transformer = diffusers.UVit2DModel.from_pretrained(path / "transformer")
