@@ -228,3 +228,19 @@ def test_the_generation_search_runs_on_amused_and_hands_its_strategy_to_diffuser
                                                    generator=AmusedNoise(torch.Generator().manual_seed(0)),
                                                    progress=False).tokens
     assert torch.equal(toks.reshape(3, -1), ours.reshape(3, -1))
+
+
+def test_micro_conditioning_reaches_the_transformer_as_the_pipeline_passes_it(amused_dir):
+    """(width, height, crop top, crop left, aesthetic score), as AmusedPipeline builds micro_conds."""
+    b = Bundle.load(str(amused_dir))
+    m = b.model
+    cond = b.conditioner.condition(["red apple"])
+    ids = torch.full((1, 16), m.mask_id)
+    query = torch.arange(16).unsqueeze(0)
+    default = m.decode_step(ids, cond, query)[0]
+    m.set_micro_conditioning(aesthetic_score=3, crop=(1, 2))
+    got = m.decode_step(ids, cond, query)[0]
+    with torch.no_grad():
+        want = m.transformer(ids.view(1, 4, 4), encoder_hidden_states=cond.states, pooled_text_emb=cond.pooled_emb,
+                             micro_conds=torch.tensor([[4.0, 4.0, 1.0, 2.0, 3.0]]))
+    assert torch.equal(got, want.reshape(1, 8, 16).permute(0, 2, 1)) and not torch.equal(got, default)
