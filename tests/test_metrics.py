@@ -101,3 +101,28 @@ def test_crn_gives_bit_identical_fid(fmnist_root):
     assert a["fid"] == b["fid"] and a["is"] == b["is"]
     c = evaluate_model(bundle, maskgit(4), net, EvalConfig(**{**cfg.__dict__, "seed": 4}), ref, show_progress=False)
     assert c["fid"] != a["fid"]
+
+
+def test_real_images_reach_the_feature_network_at_the_generators_side(tmp_path):
+    """A folder stored at 16 px scored for a 12 px generator: the reference images are resized to
+    12 px first (as the generated ones are), and tokenizer reconstructions work at that side."""
+    import numpy as np
+    from PIL import Image
+    from autonat.data import load_dataset
+    from autonat.evaluation import EvalConfig, evaluate_reconstructions, load_feature_extractor
+    from autonat.metrics.reference import extract, reference_features
+    from conftest import tiny_tokenizer
+    rng = np.random.default_rng(0)
+    for split in ("train", "test"):
+        for c in ("a", "b"):
+            (tmp_path / split / c).mkdir(parents=True)
+            for k in range(6):
+                Image.fromarray(rng.integers(0, 255, (16, 16), dtype=np.uint8)).save(tmp_path / split / c / f"{k}.png")
+    ext = load_feature_extractor("fmnist")
+    got = reference_features(ext, str(tmp_path), "train", show_progress=False, resolution=12)
+    want = extract(ext, load_dataset(str(tmp_path), "train", resolution=12).images)[0]
+    native = reference_features(ext, str(tmp_path), "train", show_progress=False)
+    assert torch.allclose(got, want) and not torch.allclose(got, native, atol=1e-3)
+    res = evaluate_reconstructions(tiny_tokenizer(image_size=12), ext, EvalConfig(
+        n=4, reference_data=str(tmp_path), precision_recall=False), show_progress=False)
+    assert res["n"] == 4 and res["fid"] == res["fid"]

@@ -109,6 +109,7 @@ def evaluate_model(bundle: Bundle, strategy: Strategy, extractor, cfg: EvalConfi
     t0 = time.perf_counter()
     if ref_stats is None and ref_feats is None and D.is_main():   # only rank 0 scores
         ref_feats = reference_features(extractor, cfg.reference_data, cfg.reference_split,
+                                       resolution=bundle.tokenizer.config.image_size,
                                        show_progress=show_progress, skip_bad=cfg.skip_bad, background=cfg.background)
     if bundle.is_text:
         bundle.conditioner = prepare_text_evaluation(bundle, cfg)
@@ -191,20 +192,26 @@ def clip_scorer(bundle: Bundle, spec: str):
 
 
 def evaluate_real(extractor, cfg: EvalConfig, show_progress: bool = True) -> dict:
-    """Real-vs-real floor: reference (train) statistics vs the first n test images."""
+    """Real-vs-real floor: reference (train) statistics vs the first n test images, both at the
+    feature network's training side (a featnet's; as stored for Inception)."""
+    side = getattr(getattr(extractor, "config", None), "image_size", None)
     ref = reference_features(extractor, cfg.reference_data, cfg.reference_split, show_progress=show_progress,
-                             skip_bad=cfg.skip_bad, background=cfg.background)
-    test = load_dataset(cfg.reference_data, "test", skip_bad=cfg.skip_bad, background=cfg.background)
+                             skip_bad=cfg.skip_bad, background=cfg.background, resolution=side)
+    test = load_dataset(cfg.reference_data, "test", skip_bad=cfg.skip_bad, background=cfg.background,
+                        resolution=side)
     n = min(cfg.n, len(test))
     feats, probs = extract(extractor, test.images[:n], show_progress=show_progress, desc="test features")
     return {**score(feats, probs, ref, extractor.metric_name, cfg), "n": n, "what": "real test vs train"}
 
 
 def evaluate_reconstructions(tokenizer, extractor, cfg: EvalConfig, show_progress: bool = True) -> dict:
-    """rFID: tokenizer reconstructions of the first n test images vs reference statistics."""
+    """rFID: tokenizer reconstructions of the first n test images vs reference statistics (both at
+    the tokenizer's image side)."""
+    side = tokenizer.config.image_size
     ref = reference_features(extractor, cfg.reference_data, cfg.reference_split, show_progress=show_progress,
-                             skip_bad=cfg.skip_bad, background=cfg.background)
-    test = load_dataset(cfg.reference_data, "test", skip_bad=cfg.skip_bad, background=cfg.background)
+                             skip_bad=cfg.skip_bad, background=cfg.background, resolution=side)
+    test = load_dataset(cfg.reference_data, "test", skip_bad=cfg.skip_bad, background=cfg.background,
+                        resolution=side, channels=tokenizer.config.channels)
     n = min(cfg.n, len(test))
     recs = []
     device = tokenizer.codebook_device

@@ -56,10 +56,14 @@ def _cache_path(extractor, dataset: ArrayDataset, split: str) -> Path:
 
 def reference_features(extractor, data: str = "fashion-mnist", split: str = "train",
                        dataset: ArrayDataset | None = None, show_progress: bool = True,
-                       skip_bad: bool = False, background: str = "white") -> torch.Tensor:
+                       skip_bad: bool = False, background: str = "white",
+                       resolution: int | None = None) -> torch.Tensor:
     """Features of every image of a real split, cached on disk by identity (`skip_bad`: skip
-    unreadable image files instead of failing; `background`: where image files are transparent)."""
-    ds = dataset if dataset is not None else load_dataset(data, split, skip_bad=skip_bad, background=background)
+    unreadable image files instead of failing; `background`: where image files are transparent;
+    `resolution`: the side the images are brought to first - the generator's, so that real and
+    generated images reach the feature network the same way; None = as stored)."""
+    ds = dataset if dataset is not None else load_dataset(data, split, skip_bad=skip_bad, background=background,
+                                                          resolution=resolution)
     path = _cache_path(extractor, ds, split)
     if path.is_file():
         try:
@@ -78,9 +82,10 @@ def reference_features(extractor, data: str = "fashion-mnist", split: str = "tra
 
 def reference_stats(extractor, data: str = "fashion-mnist", split: str = "train",
                     stats_path: str | None = None, show_progress: bool = True, skip_bad: bool = False,
-                    background: str = "white") -> FeatureStats:
+                    background: str = "white", resolution: int | None = None) -> FeatureStats:
     """Statistics of a real split (cached), or imported from a pytorch-fid npz (`stats_path`)."""
     if stats_path:
         return FeatureStats.load_npz(stats_path)
     return FeatureStats.from_features(reference_features(extractor, data, split, show_progress=show_progress,
-                                                         skip_bad=skip_bad, background=background))
+                                                         skip_bad=skip_bad, background=background,
+                                                         resolution=resolution))

@@ -124,7 +124,8 @@ def run(cfg: SearchConfig, out: str | Path, log=print, show_progress: bool = Fal
     if warn:
         log(warn)
     ref = reference_features(extractor, cfg.ref_data, cfg.ref_split, show_progress=show_progress,
-                             skip_bad=cfg.skip_bad, background=cfg.background) if D.is_main() and not cfg.ref_stats else None
+                             skip_bad=cfg.skip_bad, background=cfg.background,
+                             resolution=tokenizer.config.image_size) if D.is_main() and not cfg.ref_stats else None
     hand = None
     if cfg.only == "generation":
         s = Searcher(out, cfg, tokenizer, extractor, ref, log=log, show_progress=show_progress)
