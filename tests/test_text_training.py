@@ -149,6 +149,19 @@ def test_sample_cli_takes_a_prompt_or_a_prompt_file(text_model, tmp_path, capsys
     assert "prompts.txt:2: not UTF-8" in capsys.readouterr().err
 
 
+def test_decoding_strip_of_a_text_model_has_a_row_per_prompt(text_model, tmp_path, capsys):
+    from PIL import Image
+    out = tmp_path / "strip.png"
+    assert main(["plot", "strip", "--model", str(text_model), "--prompts", "red apple|cat face", "--steps", "4",
+                 "--out", str(out)]) == 0
+    one = tmp_path / "one.png"
+    assert main(["plot", "strip", "--model", str(text_model), "--prompts", "red apple", "--steps", "4",
+                 "--out", str(one)]) == 0
+    assert Image.open(out).size[1] > Image.open(one).size[1]          # two rows vs one
+    assert main(["plot", "strip", "--model", str(text_model), "--steps", "4", "--out", str(tmp_path / "x.png")]) == 2
+    assert "text-to-image model: pass --prompts" in capsys.readouterr().err and not (tmp_path / "x.png").exists()
+
+
 def test_evaluate_a_text_model_on_held_out_captions_with_r_precision(setup, text_model, tmp_path):
     from autonat.evaluation import EvalConfig, EvaluateConfig, run_evaluation
     from autonat.text.dual_encoder import DualEncoder, DualEncoderConfig

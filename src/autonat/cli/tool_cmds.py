@@ -53,7 +53,8 @@ def register(sub, common) -> None:
     q.add_argument("--tokenizer", default=None, help="default: the model's")
     q.add_argument("--strategy", default="maskgit", help="(default: %(default)s)")
     q.add_argument("--steps", type=int, default=8, help="(default: %(default)s)")
-    q.add_argument("--classes", default="0,1,7,9", help="(default: %(default)s)")
+    q.add_argument("--classes", default="0,1,7,9", help="class models (default: %(default)s)")
+    q.add_argument("--prompts", default=None, help="text models: prompts separated by | (one row each)")
     q.add_argument("--seed", type=int, default=0, help="(default: %(default)s)")
     q.add_argument("--out", required=True)
     q.set_defaults(func=cmd_plot_strip)
@@ -153,16 +154,24 @@ def cmd_plot_strip(args) -> int:
     import torch
 
     from ..images import strip_image
+    from ..io import AutonatError
     from ..io import atomic_write_bytes
     from ..pipeline import Pipeline
     _output_file(args.out)
     pipe = Pipeline.from_pretrained(args.model, tokenizer=args.tokenizer)
-    labels = pipe.bundle.conditioner.parse(args.classes)
-    out = pipe(labels, num_steps=args.steps, strategy=args.strategy, return_trace=True,
+    if pipe.bundle.is_text:
+        if not args.prompts:
+            raise AutonatError(f"{args.model} is a text-to-image model: pass --prompts \"red apple|cat face\"")
+        kw = {"prompt": [p.strip() for p in args.prompts.split("|") if p.strip()]}
+    elif args.prompts:
+        raise AutonatError(f"{args.model} is conditioned on class labels: pass --classes, not --prompts")
+    else:
+        kw = {"class_labels": pipe.bundle.conditioner.parse(args.classes)}
+    out = pipe(**kw, num_steps=args.steps, strategy=args.strategy, return_trace=True,
                generator=torch.Generator().manual_seed(args.seed), progress=False)
     import io
     buf = io.BytesIO()
-    strip_image(pipe, out, rows=len(labels)).save(buf, format="PNG")
+    strip_image(pipe, out, rows=len(out.images)).save(buf, format="PNG")
     atomic_write_bytes(args.out, buf.getvalue())
     info(f"wrote {args.out}")
     return 0
