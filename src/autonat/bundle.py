@@ -141,7 +141,8 @@ class Bundle:
             if tokenizer is not None:
                 raise AutonatError(f"{name} is an aMUSEd pipeline: it brings its own VQ-VAE (no --tokenizer)")
             from .muse.amused import load_amused
-            return load_amused(name, device)
+            model, tok, conditioner, sdir, name = load_amused(name, device)
+            return cls(model, tok, conditioner, sdir, name=name)
         model = load_model(name_or_path, device)
         model_dir = None if name in SHIPPED["model"] else resolve("model", name_or_path)
         if tokenizer is not None:

@@ -2,7 +2,7 @@
 
 A diffusers aMUSEd pipeline directory (`model_index.json` with `transformer/` = UVit2DModel,
 `vqvae/` = VQModel, `text_encoder/` = CLIPTextModelWithProjection, `tokenizer/`, `scheduler/` =
-AmusedScheduler) loads as a `Bundle` (`load_amused`): the transformer is an `AmusedNAT` (the
+AmusedScheduler) loads as a `Bundle` (`Bundle.load` calls `load_amused`): the transformer is an `AmusedNAT` (the
 decoding half of the contract: `decode_step` gives the logits at the [MASK] positions), the
 VQ-VAE an `AmusedVQ` (autonat's tokenizer interface), the CLIP an `AmusedTextEncoder` (states =
 the penultimate hidden states, pooled = the projected text embedding, exactly as the pipeline
@@ -251,8 +251,8 @@ def _identity(path: Path, part: str) -> str:
 
 
 def load_amused(path: str | Path, device: str | torch.device = "cpu"):
-    """A Bundle (model + tokenizer + text conditioner) of the aMUSEd pipeline directory `path`."""
-    from ..bundle import Bundle
+    """(model, tokenizer, text conditioner, strategies directory, name) of the aMUSEd pipeline
+    directory `path`: what `Bundle.load` makes a bundle of."""
     from ..text.conditioner import TextConditioner
     path = Path(path)
     index = json.loads((path / "model_index.json").read_text(encoding="utf-8"))
@@ -294,4 +294,4 @@ def load_amused(path: str | Path, device: str | torch.device = "cpu"):
     vq = AmusedVQ(vqvae, side, source=str(path)).to(device)
     vq.identity = _identity(path, "vqvae")
     encoder = AmusedTextEncoder(text.to(device), tokenizer, str(path), _identity(path, "text_encoder"))
-    return Bundle(model, vq, TextConditioner(encoder), path / "strategies", name=str(path))
+    return model, vq, TextConditioner(encoder), path / "strategies", str(path)
