@@ -253,7 +253,7 @@ class Searcher:
         def progress(rec: dict) -> None:
             k, spent = rec["eval"], time.perf_counter() - t0
             eta = spent / k * (planned - k)
-            self.log(f"[{tag}] evaluation {k}/{planned}: {'F' if bundle.is_text else 'FID'} {rec['value']:.3f} "
+            self.log(f"[{tag}] evaluation {k}/{planned}: {'F' if getattr(bundle, 'is_text', False) else 'FID'} {rec['value']:.3f} "
                      f"(best {rec['best_value']:.3f}), "
                      f"{spent / 60:.1f} min so far, ETA {eta / 60:.1f} min")
         res = optimize_generation(lambda st: self.fid(bundle, st, tag=tag, quiet=True), init, self.cfg.gen,
@@ -275,7 +275,7 @@ class Searcher:
         for k, (spec, st) in enumerate(candidates, 1):
             f = self.fid(bundle, st, tag="screen", quiet=True)
             rows.append({"spec": spec, "fid": f, "order": st.order})
-            self.log(f"[screen] {k}/{len(candidates)} {spec}: {'F' if bundle.is_text else 'FID'} {f:.3f}")
+            self.log(f"[screen] {k}/{len(candidates)} {spec}: {'F' if getattr(bundle, 'is_text', False) else 'FID'} {f:.3f}")
         rows.sort(key=lambda r: r["fid"])
         self.store.log_event("screen", {"model": bundle.model.identity, "candidates": rows})
         return rows
