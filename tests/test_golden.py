@@ -12,7 +12,11 @@ import pytest
 import torch
 
 GOLDEN = Path(__file__).parent / "golden" / "shipped_tokens.json"
-CASES = [(m, s, t) for m in ("fashion-mnist", "fashion-mnist-enat") for s in ("maskgit", "autonat") for t in (4, 8)]
+CASES = [(m, s, t) for m in ("fashion-mnist", "fashion-mnist-enat", "emoji") for s in ("maskgit", "autonat")
+         for t in (4, 8)]
+# the text model's conditions: seen and held-out emoji names, in turn
+PROMPTS = ("red apple", "cat face", "rocket", "tiger face", "snowman", "green apple", "panda face", "crocodile",
+           "christmas tree", "france flag")
 
 
 def tokens_hash(model: str, strategy: str, steps: int) -> str:
@@ -20,7 +24,8 @@ def tokens_hash(model: str, strategy: str, steps: int) -> str:
     from autonat.sampling import IndexedNoise, sample
     bundle = Bundle.load(model)
     st = bundle.strategy(strategy, steps)
-    cond = bundle.conditioner.condition(torch.arange(20) % 10)
+    cond = bundle.conditioner.condition([PROMPTS[i % 10] for i in range(20)] if bundle.is_text else
+                                        torch.arange(20) % 10)
     ids = sample(bundle.inference_model(bf16=False), st, cond, IndexedNoise(123, tuple(range(20))), chunk=32).ids
     return hashlib.sha256(ids.numpy().astype("int64").tobytes()).hexdigest()[:16]
 

@@ -13,15 +13,17 @@ from .io import AutonatError
 ASSETS = Path(__file__).resolve().parent / "assets"
 
 SHIPPED: dict[str, dict[str, str]] = {
-    "tokenizer": {"fashion-mnist": "fashion-mnist/tokenizer"},
+    "tokenizer": {"fashion-mnist": "fashion-mnist/tokenizer", "emoji": "emoji/uvit-small/tokenizer"},
     "model": {"fashion-mnist": "fashion-mnist/uvit-small",
-              "fashion-mnist-enat": "fashion-mnist/enat-small"},
-    "featnet": {"fashion-mnist": "fashion-mnist/featnet"},
+              "fashion-mnist-enat": "fashion-mnist/enat-small",
+              "emoji": "emoji/uvit-small"},          # text-to-image (Noto emoji; its text encoder inside)
+    "featnet": {"fashion-mnist": "fashion-mnist/featnet", "emoji": "emoji/featnet"},
     "strategies": {"fashion-mnist": "fashion-mnist/strategies",
-                   "fashion-mnist-enat": "fashion-mnist/strategies-enat"},
+                   "fashion-mnist-enat": "fashion-mnist/strategies-enat",
+                   "emoji": "emoji/uvit-small/strategies"},
 }
 # The tokenizer each shipped model was trained on.
-MODEL_TOKENIZER = {"fashion-mnist": "fashion-mnist", "fashion-mnist-enat": "fashion-mnist"}
+MODEL_TOKENIZER = {"fashion-mnist": "fashion-mnist", "fashion-mnist-enat": "fashion-mnist", "emoji": "emoji"}
 
 
 def shipped_path(kind: str, name: str) -> Path | None:

@@ -10,9 +10,9 @@ def register(sub, common) -> None:
                                                             "(default: %(default)s)")
     p.add_argument("--enat-model", default="fashion-mnist-enat",
                    help="ENAT model: shipped name or directory, left out if it cannot be loaded (default: %(default)s)")
-    p.add_argument("--text-model", default="",
-                   help="a text-to-image model (prompt box): shipped name (emoji) or directory, left out if it "
-                        "cannot be loaded (default: none)")
+    p.add_argument("--text-model", default="emoji",
+                   help="text-to-image model (prompt box): shipped name or directory, left out if it cannot be "
+                        "loaded; '' = none (default: %(default)s)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 = all interfaces) "
                                                        "(default: %(default)s)")
     p.add_argument("--port", type=int, default=7860, help="(default: %(default)s)")
