@@ -244,3 +244,14 @@ def test_micro_conditioning_reaches_the_transformer_as_the_pipeline_passes_it(am
         want = m.transformer(ids.view(1, 4, 4), encoder_hidden_states=cond.states, pooled_text_emb=cond.pooled_emb,
                              micro_conds=torch.tensor([[4.0, 4.0, 1.0, 2.0, 3.0]]))
     assert torch.equal(got, want.reshape(1, 8, 16).permute(0, 2, 1)) and not torch.equal(got, default)
+
+
+def test_a_hub_id_needs_the_prefix_and_fails_clearly_offline(monkeypatch, tmp_path):
+    """`hf:org/name` is fetched with huggingface_hub (here offline: a clear error, no traceback);
+    a missing local path that merely looks like org/name is never sent to the hub."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    with pytest.raises(AutonatError, match="hf:amused/no-such-pipeline: the hub download failed"):
+        Bundle.load("hf:amused/no-such-pipeline")
+    with pytest.raises(AutonatError, match="no such directory"):
+        Bundle.load("amused/no-such-pipeline")

@@ -135,7 +135,9 @@ class Bundle:
         """A shipped model name or a model directory (e.g. one written by `save`)."""
         device = pick_device(device)
         name = str(name_or_path)
-        from .muse.amused import is_amused_dir, refuse_other_pipeline
+        from .muse.amused import HUB_PREFIX, hub_amused_dir, is_amused_dir, refuse_other_pipeline
+        if name.startswith(HUB_PREFIX):      # hf:amused/amused-256, fetched or from the local cache
+            name = str(hub_amused_dir(name))
         refuse_other_pipeline(name)
         if is_amused_dir(name):               # a diffusers aMUSEd pipeline directory (autonat.muse)
             if tokenizer is not None:

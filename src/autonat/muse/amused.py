@@ -62,6 +62,29 @@ def is_amused_dir(path: str | Path) -> bool:
         return False
 
 
+HUB_PREFIX = "hf:"
+
+
+def hub_amused_dir(spec: str) -> Path:
+    """The local directory of a hub id written `hf:amused/amused-256` (an explicit prefix, so a
+    mistyped local path never turns into a download), fetched or found in the local cache with
+    huggingface_hub. Offline and not cached, or not an aMUSEd pipeline: a clear error."""
+    repo = spec[len(HUB_PREFIX):]
+    try:
+        from huggingface_hub import snapshot_download
+    except ImportError:
+        raise AutonatError("a hub id needs huggingface_hub: pip install 'autonat[muse]'") from None
+    try:
+        local = Path(snapshot_download(spec, allow_patterns=["model_index.json", "*/*.json", "*/*.txt",
+                                                             "*/*.safetensors"]))
+    except Exception as e:          # offline, unknown repo, no permission: say which
+        first = " ".join(str(e).split())[:200] or type(e).__name__
+        raise AutonatError(f"{spec}: the hub download failed ({first})") from None
+    if not is_amused_dir(local):
+        raise AutonatError(f"{spec}: not an aMUSEd pipeline (model_index.json)")
+    return local
+
+
 def refuse_other_pipeline(path: str | Path) -> None:
     """A diffusers pipeline directory of another kind is named as such (not "config.json missing")."""
     f = Path(path) / "model_index.json"
