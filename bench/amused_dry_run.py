@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import time
 import warnings
@@ -22,7 +21,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from coco_dry_run import CLIP_L14, ROOT  # noqa: E402
+from coco_dry_run import CLIP_L14, ROOT, measure  # noqa: E402
 
 PROMPT = "a photo of a dog"
 
@@ -67,30 +66,6 @@ def flops(path: Path) -> dict:
             "transformer_parameters_M": sum(p.numel() for p in b.model.parameters()) / 1e6}
 
 
-def measure(path: Path, out: Path) -> dict:
-    code = (
-        "import json, time\n"
-        "from autonat.generate import SampleConfig, generate_to_dir\n"
-        "from autonat.pipeline import Pipeline\n"
-        "t = time.perf_counter()\n"
-        f"generate_to_dir(SampleConfig(model={str(path)!r}, prompt={PROMPT!r}, strategy='amused', steps=12, n=1, "
-        f"device='cpu'), {str(out)!r}, show_progress=False)\n"
-        "first = time.perf_counter() - t\n"
-        f"pipe = Pipeline.from_pretrained({str(path)!r})\n"
-        "warm = []\n"
-        "for bf16 in (True, False):\n"
-        "    t = time.perf_counter()\n"
-        f"    pipe(prompt=[{PROMPT!r}], num_steps=12, strategy='amused', bf16=bf16, progress=False)\n"
-        "    warm.append(time.perf_counter() - t)\n"
-        "hwm = next(int(l.split()[1]) for l in open('/proc/self/status') if l.startswith('VmHWM'))\n"
-        "print(json.dumps({'first_seconds': round(first, 2), 'warm_seconds_bf16': round(warm[0], 2), "
-        "'warm_seconds_fp32': round(warm[1], 2), 'peak_rss_gb': round(hwm / 2**20, 2)}))\n")
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    if r.returncode:
-        raise SystemExit(f"sampling {path} failed:\n{r.stderr[-3000:]}")
-    return json.loads(r.stdout.strip().splitlines()[-1])
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", required=True)
@@ -99,7 +74,8 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     path = build(out)
-    res = {**flops(path), **measure(path, out / "sample"), "threads": torch.get_num_threads()}
+    res = {**flops(path), **measure(path, out / "sample", PROMPT, steps=12, strategy="amused"),
+           "threads": torch.get_num_threads()}
     res["seconds"] = round(time.perf_counter() - t0, 1)
     (out / "results.json").write_text(json.dumps(res, indent=1))
     print(json.dumps(res))

@@ -79,24 +79,26 @@ def flops(model_dir: Path) -> dict:
     return res
 
 
-def measure(model_dir: Path, out: Path) -> dict:
-    """`autonat sample` in a child process, then a warm image in the same process."""
+def measure(model_dir: Path, out: Path, prompt: str = PROMPT, steps: int = 8, strategy: str = "maskgit") -> dict:
+    """`autonat sample` in a child process (first image: load + prompt + steps + decode), then a
+    warm image in the same process in bf16 and in fp32, and that process's peak memory (VmHWM)."""
     code = (
-        "import json, time, torch\n"
+        "import json, time\n"
         "from autonat.generate import SampleConfig, generate_to_dir\n"
         "from autonat.pipeline import Pipeline\n"
         "t = time.perf_counter()\n"
-        f"generate_to_dir(SampleConfig(model={str(model_dir)!r}, prompt={PROMPT!r}, steps=8, n=1, "
-        f"device='cpu'), {str(out)!r}, show_progress=False)\n"
+        f"generate_to_dir(SampleConfig(model={str(model_dir)!r}, prompt={prompt!r}, strategy={strategy!r}, "
+        f"steps={steps}, n=1, device='cpu'), {str(out)!r}, show_progress=False)\n"
         "first = time.perf_counter() - t\n"
         f"pipe = Pipeline.from_pretrained({str(model_dir)!r})\n"
-        f"pipe(prompt=[{PROMPT!r}], num_steps=8, progress=False)\n"
-        "t = time.perf_counter()\n"
-        f"pipe(prompt=[{PROMPT!r}], num_steps=8, progress=False)\n"
-        "warm = time.perf_counter() - t\n"
+        "warm = []\n"
+        "for bf16 in (True, False):\n"
+        "    t = time.perf_counter()\n"
+        f"    pipe(prompt=[{prompt!r}], num_steps={steps}, strategy={strategy!r}, bf16=bf16, progress=False)\n"
+        "    warm.append(time.perf_counter() - t)\n"
         "hwm = next(int(l.split()[1]) for l in open('/proc/self/status') if l.startswith('VmHWM'))\n"
-        "print(json.dumps({'first_seconds': round(first, 2), 'warm_seconds': round(warm, 2), "
-        "'peak_rss_gb': round(hwm / 2**20, 2)}))\n")
+        "print(json.dumps({'first_seconds': round(first, 2), 'warm_seconds_bf16': round(warm[0], 2), "
+        "'warm_seconds_fp32': round(warm[1], 2), 'peak_rss_gb': round(hwm / 2**20, 2)}))\n")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     if r.returncode:
         raise SystemExit(f"sampling {model_dir} failed:\n{r.stderr[-3000:]}")
