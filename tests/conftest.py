@@ -97,3 +97,16 @@ def cc(labels, num_classes: int = 10):
     """Class ids as the models' condition (`autonat.conditioning.ClassCondition`)."""
     from autonat.conditioning import ClassCondition
     return ClassCondition(torch.as_tensor(labels, dtype=torch.long), num_classes)
+
+
+@pytest.fixture
+def tiny_search_parts(tok):
+    """A tiny model bundle, its tokenizer and a (random) feature network for real FID evaluations."""
+    from autonat.bundle import Bundle
+    from autonat.metrics.features import FeatureNet, FeatureNetConfig
+    torch.manual_seed(0)
+    net = FeatureNet(FeatureNetConfig(channels=(4, 4, 4), feature_dim=8)).eval()
+    net.identity, net.metric_name = "featnet-test", "test"
+    model = tiny_uvit()
+    model.identity = "model-test"
+    return Bundle(model, tok), tok, net

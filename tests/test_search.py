@@ -88,20 +88,6 @@ def test_moment_matching():
     assert math.isclose(a / (a + b), 0.8) and math.isclose(a * b / ((a + b) ** 2 * (a + b + 1)), 0.01)
 
 
-@pytest.fixture
-def tiny_search_parts(tok):
-    """A tiny model bundle, its tokenizer and a (random) feature network for real FID evaluations."""
-    from autonat.bundle import Bundle
-    from autonat.metrics.features import FeatureNet, FeatureNetConfig
-    from conftest import tiny_uvit
-    torch.manual_seed(0)
-    net = FeatureNet(FeatureNetConfig(channels=(4, 4, 4), feature_dim=8)).eval()
-    net.identity, net.metric_name = "featnet-test", "test"
-    model = tiny_uvit()
-    model.identity = "model-test"
-    return Bundle(model, tok), tok, net
-
-
 def test_searcher_caches_fids_by_everything_that_determines_them(tmp_path, tiny_search_parts, monkeypatch):
     """The trial store: the same evaluation is never run twice, across processes (a killed search
     re-runs without repeating finished evaluations), and an evaluation against another reference

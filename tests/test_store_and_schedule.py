@@ -148,3 +148,18 @@ def test_lr_schedule_one_step_after_warmup():
     assert lr_at(0, lr=1.0, warmup=0, steps=1) == 1.0
     assert lr_at(1, lr=1.0, warmup=0, steps=1, min_ratio=0.1) == pytest.approx(0.1)
     assert lr_at(2, lr=1.0, warmup=0, steps=3, min_ratio=0.0) == pytest.approx(0.25)       # p = 2/3 at the last step
+
+
+def test_cost_of_gain_counts_evaluations_and_minutes_to_ninety_percent(tmp_path):
+    from autonat.search.report import cost_of_gain
+    store = TrialStore(tmp_path / "t.sqlite")
+    runs = [("screen", 10.0, 60), ("screen", 6.0, 60), ("gen", 5.0, 120), ("gen", 1.9, 120),   # 90 %: F <= 1.9
+            ("gen-validate", 0.5, 30), ("gen", 1.0, 120), ("final-found", 0.1, 600)]
+    for k, (tag, f, sec) in enumerate(runs):
+        store.put_eval(f"k{k}", tag=tag, model="m", inputs={}, seed=0, n=10, fid=f, metrics={}, wall_seconds=sec)
+    c = cost_of_gain(store)
+    store.close()
+    # start 10 -> best 1.0 on the search's own evaluations (validation and final ones do not count)
+    assert (c["start"], c["best"]) == (10.0, 1.0)
+    assert c["evaluations"] == 4 and c["minutes"] == pytest.approx(6.0)
+    assert c["total_evaluations"] == 7 and c["total_minutes"] == pytest.approx(18.5)

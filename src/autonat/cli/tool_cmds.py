@@ -135,11 +135,23 @@ def cmd_plot_strategy(args) -> int:
 
 
 def cmd_plot_search(args) -> int:
+    from pathlib import Path
+
     from ..plots import plot_curves
-    from ..search.report import search_curves
+    from ..search.report import cost_of_gain, search_curves
+    from ..search.store import TrialStore
     series = search_curves(args.dirs, args.max_evals)
     plot_curves(series, _output_file(args.out), xlabel="FID evaluations", ylabel="best FID so far")
     info(f"wrote {args.out}")
+    for d in args.dirs:
+        store = TrialStore.open_existing(Path(d) / "trials.sqlite")
+        try:
+            c = cost_of_gain(store)
+        finally:
+            store.close()
+        if c:
+            info(f"{d}: 90 % of the improvement {c['start']:.3f} -> {c['best']:.3f} after {c['evaluations']} "
+                 f"evaluations / {c['minutes']:.1f} min (of {c['total_evaluations']} / {c['total_minutes']:.1f} min)")
     return 0
 
 

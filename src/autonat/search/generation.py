@@ -162,10 +162,11 @@ class SearchResult:
     best_value: float
     history: list[dict] = field(default_factory=list)   # one entry per objective evaluation
     updates: int = 0
+    checks: int = 0            # evaluations after the optimiser (validation, late refinement)
 
     @property
     def evaluations(self) -> int:
-        return len(self.history)
+        return len(self.history) + self.checks
 
 
 def searched_knobs(knobs: tuple[str, ...], st: Strategy) -> tuple[str, ...]:

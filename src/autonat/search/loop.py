@@ -37,7 +37,8 @@ from ..models.registry import load_model
 from ..presets import resolve_strategy
 from ..strategy import Strategy
 from ..training import TrainConfig, train
-from .generation import GenSearchConfig, SearchResult, optimize_generation, planned_evaluations
+from .generation import GenSearchConfig, SearchResult, optimize_generation, planned_evaluations, searched_knobs
+from .pattern import late_refinement
 from .store import TrialStore, trial_key
 from .training_strategy import BetaSearchConfig, line_search_beta, moment_matched_beta
 
@@ -130,6 +131,10 @@ class SearchConfig:
     validate_top: int = opt(3, "re-evaluate this many of the best candidates on a second noise set "
                                "(validation_seed) and keep the best mean: guards against the search "
                                "fitting one set of samples (1 = off)", min=1)
+    late_evals: int = opt(16, "late refinement: evaluations of a small-step compass search from the kept "
+                              "point with --late-n samples, accepted only if it also wins on the "
+                              "validation seed (+2 evaluations); 0 = off", min=0)
+    late_n: int = opt(0, "samples per late-refinement evaluation (0: 4 x --n, at most --n-final)", min=0)
     validation_seed: int = opt(500_000, "seed of that second noise set (neither the search's nor the "
                                         "final evaluations')", min=0)
     bf16: bool = opt(True, "sample (and train proxies) in bf16")
@@ -261,6 +266,7 @@ class Searcher:
                                   on_update=lambda u, st, f: self.log(
                                       f"[{tag}] update {u}: F = {f:.3f}" if f == f else f"[{tag}] update {u}"))
         res = self.validated(bundle, res, tag)
+        res = self.refined_late(bundle, res, tag)
         self.store.log_event("generation_search", {"tag": tag, "model": bundle.model.identity,
                                                    "best": res.best.to_dict(), "best_value": res.best_value,
                                                    "evaluations": res.evaluations, "updates": res.updates,
@@ -304,7 +310,35 @@ class Searcher:
                  f"{val_f:.3f} (validation seed)")
         self.store.log_event("validation", {"tag": tag, "candidates": [
             {"search": s_, "validation": v_, "strategy": st_.to_dict()} for _, s_, v_, st_ in scored]})
-        return replace(res, best=best, best_value=mean)
+        return replace(res, best=best, best_value=mean, checks=res.checks + len(cands))
+
+    def refined_late(self, bundle: Bundle, res: SearchResult, tag: str) -> SearchResult:
+        """`late_refinement` of the kept point with `late_n` samples (more evaluations late)."""
+        cfg = self.cfg
+        if cfg.late_evals <= 0 or not res.history:
+            return res
+        n = cfg.late_n or min(4 * cfg.n, cfg.n_final)
+        name = "F" if getattr(bundle, "is_text", False) else "FID"
+        out = late_refinement(
+            lambda st: self.fid(bundle, st, n=n, tag=f"{tag}-late", quiet=True),
+            lambda st: self.fid(bundle, st, n=n, seed=cfg.validation_seed, tag=f"{tag}-late-validate", quiet=True),
+            res.best, searched_knobs(cfg.gen.knobs, res.best), cfg.late_evals, seed=cfg.seed + 1,
+            on_eval=lambda rec: self.log(f"[{tag}-late] evaluation {rec['eval']}/{cfg.late_evals}: {name} "
+                                         f"{rec['value']:.3f} (best {rec['best_value']:.3f}, n={n})"))
+        verdict = "accepted" if out["accepted"] else "kept the incumbent"
+        if "candidate_validation" in out:
+            self.log(f"[{tag}-late] candidate {out['candidate_search']:.3f} / {out['candidate_validation']:.3f} vs "
+                     f"incumbent {out['incumbent_search']:.3f} / {out['incumbent_validation']:.3f} "
+                     f"(search / validation seed, n={n}): {verdict}")
+        else:
+            self.log(f"[{tag}-late] no point beat the incumbent ({out['incumbent_search']:.3f}, n={n})")
+        self.store.log_event("late_refinement", {"tag": tag, "n": n, **{k: v for k, v in out.items()
+                                                                         if k not in ("strategy", "history")},
+                                                 "history": [{k: h[k] for k in ("eval", "value", "best_value", "phase")}
+                                                             for h in out["history"]],
+                                                 "strategy": out["strategy"].to_dict()})
+        return replace(res, best=out["strategy"],
+                       checks=res.checks + len(out["history"]) + 2 * ("candidate_validation" in out))
 
     def search_training(self, strategy: Strategy, start: tuple[float, float], tag: str = "train"):
         def objective(a: float, b: float) -> float:

@@ -28,6 +28,30 @@ def _curves(store: TrialStore) -> dict[str, tuple[list, list]]:
     return series
 
 
+def cost_of_gain(store: TrialStore, fraction: float = 0.9) -> dict | None:
+    """Evaluations and minutes until the best search-seed F first reached `fraction` of the
+    search's final improvement over its first evaluation (the start). Counted over the store's
+    evaluations in the order they ran (screening and search; validation, late-refinement and final
+    evaluations use other seeds or sample counts and only add their time once they ran)."""
+    rows = store.evaluations()
+    main = [r for r in rows if r["tag"] == "screen" or (r["tag"].startswith("gen")
+                                                         and not r["tag"].endswith(("validate", "late")))]
+    if not main:
+        return None
+    f0, f_end, keys = main[0]["fid"], min(r["fid"] for r in main), {r["key"] for r in main}
+    target = f0 - fraction * (f0 - f_end)
+    seconds, best, k = 0.0, float("inf"), 0
+    for r in rows:
+        seconds += r["wall_seconds"] or 0.0
+        k += 1
+        if r["key"] in keys:
+            best = min(best, r["fid"])
+            if best <= target:
+                break
+    return {"start": f0, "best": f_end, "fraction": fraction, "evaluations": k, "minutes": seconds / 60,
+            "total_evaluations": len(rows), "total_minutes": sum(r["wall_seconds"] or 0.0 for r in rows) / 60}
+
+
 def _table(header: tuple, rows: list[tuple]) -> list[str]:
     """A markdown table (header, separator, rows) followed by a blank line."""
     return ["| " + " | ".join(map(str, header)) + " |", "|" + "---|" * len(header),
@@ -72,6 +96,20 @@ def write_report(out: str | Path, store: TrialStore, init: Strategy, best: Strat
         lines += ["## Screening (search seeds; the search started from the first row)", "",
                   *_table(("start or hand setting", "token order", "FID"),
                           [(r["spec"], r["order"], f"{r['fid']:.3f}") for r in summary["screening"]])]
+    late = store.events("late_refinement")
+    if late:
+        lines += ["## Late refinement (more samples; search / validation noise sets)", "",
+                  *_table(("n", "incumbent", "best of the small-step search", "accepted"),
+                          [(e["n"], f"{e['incumbent_search']:.3f}" + (f" / {e['incumbent_validation']:.3f}"
+                                                                      if "incumbent_validation" in e else ""),
+                            f"{e['candidate_search']:.3f}" + (f" / {e['candidate_validation']:.3f}"
+                                                              if "candidate_validation" in e else ""),
+                            "yes" if e["accepted"] else "no") for e in late[-1:]])]
+    cost = cost_of_gain(store)
+    if cost and cost["start"] > cost["best"]:
+        lines += [f"Cost of the gain (search seeds): {cost['evaluations']} evaluations / {cost['minutes']:.1f} min "
+                  f"to reach 90 % of the improvement {cost['start']:.3f} -> {cost['best']:.3f} "
+                  f"(of {cost['total_evaluations']} evaluations / {cost['total_minutes']:.1f} min in all)", ""]
     if alts:
         lines += ["## Alternations (0 = initial p(r) and strategy)", "",
                   *_table(("alternation", "FID (search seeds)", "p(r)"),

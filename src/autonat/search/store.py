@@ -93,7 +93,7 @@ class TrialStore:
 
     def evaluations(self, tag: str | None = None) -> list[dict]:
         q = "SELECT key, tag, model, inputs, seed, n, fid, metrics, wall_seconds, created FROM evaluations"
-        rows = self.db.execute(q + (" WHERE tag = ?" if tag else "") + " ORDER BY created",
+        rows = self.db.execute(q + (" WHERE tag = ?" if tag else "") + " ORDER BY created, rowid",
                                (tag,) if tag else ()).fetchall()
         cols = ["key", "tag", "model", "inputs", "seed", "n", "fid", "metrics", "wall_seconds", "created"]
         out = []
