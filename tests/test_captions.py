@@ -144,35 +144,3 @@ def test_featnet_learns_the_labels_of_a_captioned_folder_and_refuses_one_without
     assert res["metric"] == "toy"
     saved = json.loads((tmp_path / "f" / "config.json").read_text())
     assert saved["num_classes"] == 2 and saved["metric"] == "toy" and saved["in_channels"] == 3
-
-
-def test_the_coco_converter_writes_a_captioned_folder_autonat_reads(tmp_path):
-    """bench/make_coco_folder.py on a COCO-format miniature: every caption of an image, the
-    supercategory of its largest object as label (none without objects), links not copies."""
-    import subprocess
-    import sys
-    from pathlib import Path
-    bench = Path(__file__).resolve().parents[1] / "bench" / "make_coco_folder.py"
-    for split in ("train", "val"):
-        _images(tmp_path / split, [f"{split}{k}.jpg".replace(".jpg", ".png") for k in range(3)])
-        imgs = [{"id": 10 + k, "file_name": f"{split}{k}.png"} for k in range(3)]
-        anns = [{"image_id": 10, "caption": "a cat  on a mat"}, {"image_id": 10, "caption": "cat"},
-                {"image_id": 11, "caption": "two dogs"}]          # image 12 has no caption: left out
-        (tmp_path / f"cap_{split}.json").write_text(json.dumps({"images": imgs, "annotations": anns}))
-        inst = {"images": imgs, "categories": [{"id": 1, "supercategory": "animal"}, {"id": 2, "supercategory": "food"}],
-                "annotations": [{"image_id": 10, "category_id": 2, "area": 5.0},
-                                {"image_id": 10, "category_id": 1, "area": 50.0}]}
-        (tmp_path / f"inst_{split}.json").write_text(json.dumps(inst))
-    out = tmp_path / "coco"
-    cmd = [sys.executable, str(bench), "--out", str(out)]
-    for split, src in (("train", "train"), ("test", "val")):
-        cmd += [f"--{split}-images", str(tmp_path / src), f"--{split}-captions", str(tmp_path / f"cap_{src}.json"),
-                f"--{split}-instances", str(tmp_path / f"inst_{src}.json")]
-    r = subprocess.run(cmd, capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr
-    assert json.loads(r.stdout)["train"] == {"images": 2, "captions": 3, "left_out": 1}
-    ds = load_dataset(str(out), "test")
-    assert ds.captions == [("a cat on a mat", "cat"), ("two dogs",)]
-    assert [ds.class_names[i] for i in ds.labels] == ["animal", "none"]
-    assert (out / "train" / "train0.png").is_symlink()
-    assert subprocess.run(cmd, capture_output=True, text=True).returncode != 0      # refuses an existing --out

@@ -16,7 +16,8 @@ from ..io import AutonatError, Interrupted
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import convert_cmds, data_cmds, demo_cmds, eval_cmds, model_cmds, search_cmds, text_cmds, tool_cmds
+    from . import (convert_cmds, data_cmds, demo_cmds, eval_cmds, model_cmds, prepare_cmds, search_cmds, text_cmds,
+                   tool_cmds)
     p = argparse.ArgumentParser(
         prog="autonat",
         description="Token-based image synthesis with non-autoregressive Transformers "
@@ -27,7 +28,8 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--debug", action="store_true", help="show Python tracebacks on errors")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for module in (data_cmds, model_cmds, text_cmds, eval_cmds, search_cmds, convert_cmds, tool_cmds, demo_cmds):
+    for module in (prepare_cmds, data_cmds, model_cmds, text_cmds, eval_cmds, search_cmds, convert_cmds, tool_cmds,
+                   demo_cmds):
         module.register(sub, common)
     return p
 

@@ -1,0 +1,2 @@
+"""Dataset preparation: public captioned sets -> captioned image folders autonat reads
+(`autonat prepare coco|emoji`)."""
