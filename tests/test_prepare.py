@@ -8,7 +8,6 @@ import json
 import tarfile
 
 import numpy as np
-import pytest
 from PIL import Image
 
 from autonat.cli import main
@@ -63,7 +62,7 @@ def test_coco_with_a_bad_annotation_file_leaves_no_folder(tmp_path, capsys):
 
 def _emoji_tarball(path):
     """A miniature of the npm package: emoji.json + img/google/64/*.png, 12 base emoji, one with a tone."""
-    entries, files = [], {}
+    entries = []
     for k in range(12):
         e = {"name": f"THING {k}", "short_names": [f"thing_{k}", f"t{k}"], "category": "Objects" if k % 2 else "Food",
              "image": f"{k:04x}.png", "has_img_google": True, "sort_order": k}
