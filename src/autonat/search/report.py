@@ -125,15 +125,16 @@ def write_report(out: str | Path, store: TrialStore, init: Strategy, best: Strat
 
 
 def search_curves(dirs: list[str | Path], max_evals: int | None = None) -> dict[str, tuple[list, list]]:
-    """Best-FID-so-far curves of every generation search in the given search directories."""
+    """Best-FID-so-far curves of every generation search in the given search directories (a
+    screening stage counts as its first evaluations)."""
     from ..io import AutonatError
     series = {}
     for d in dirs:
         store = TrialStore.open_existing(Path(d) / "trials.sqlite")
         try:
-            for ev in store.events("generation_search"):
-                h = [x for x in ev["history"] if max_evals is None or x["eval"] <= max_evals]
-                series[f"{Path(d).name} ({ev['tag']})"] = ([x["eval"] for x in h], [x["best_value"] for x in h])
+            for tag, (xs, ys) in _curves(store).items():       # screening included, as in report.md
+                keep = [k for k, x in enumerate(xs) if max_evals is None or x <= max_evals]
+                series[f"{Path(d).name} ({tag})"] = ([xs[k] for k in keep], [ys[k] for k in keep])
         finally:
             store.close()
     if not series:
