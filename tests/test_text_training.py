@@ -280,3 +280,34 @@ def test_prompts_can_come_from_another_split_than_the_fid_reference(text_model, 
     res = evaluate_model(bundle, bundle.strategy("maskgit", 2), load_feature_extractor("fmnist"), cfg,
                          show_progress=False)
     assert sorted(set(bundle.conditioner.eval_prompts)) == ["apple", "face"] and res["reference"].endswith(":train")
+
+
+def test_the_full_search_trains_text_proxies_and_searches_p_r_unchanged(setup, tmp_path):
+    """Algorithm 1 (training-strategy line search + generation search) on a captioned token cache:
+    every proxy is a text model, scored with F = FID + w (100 - R-precision) on held-out captions."""
+    from autonat.search.generation import GenSearchConfig
+    from autonat.search.loop import ProxyTraining, SearchConfig
+    from autonat.search.run import run
+    from autonat.search.store import TrialStore
+    from autonat.search.training_strategy import BetaSearchConfig
+    from autonat.text.dual_encoder import DualEncoder, DualEncoderConfig
+    root, folder, _, _ = setup
+    torch.manual_seed(0)
+    DualEncoder(DualEncoderConfig(max_length=24, dim=16, depth=1, heads=2, embed_dim=16, channels=1,
+                                  image_width=8)).save_pretrained(tmp_path / "dual")
+    cfg = SearchConfig(only="all", tokens=str(root / "cache"), model="tiny", ref_data=str(folder), steps=2, n=6,
+                       n_final=6, batch_size=6, bf16=False, validate_top=1, late_evals=0, max_alternations=1,
+                       alignment=str(tmp_path / "dual"), alignment_weight=0.5,
+                       gen=GenSearchConfig(pattern_evals=2, max_updates=0),
+                       beta=BetaSearchConfig(max_trainings=2, max_rounds=1),
+                       proxy=ProxyTraining(train_steps=2, train_batch_size=3))
+    rep = run(cfg, tmp_path / "s", log=lambda *_: None)
+    store = TrialStore(tmp_path / "s" / "trials.sqlite")
+    trainings, evals = store.trainings(), store.evaluations()
+    store.close()
+    assert len(trainings) >= 2                                        # the initial p(r) + a Beta candidate
+    assert all(load_model(t["path"]).config.condition == "text" for t in trainings)
+    assert all(e["inputs"]["alignment_weight"] == 0.5 for e in evals)
+    d = rep.final["detail"]["final-found"]
+    assert d["objective"] == pytest.approx(d["fid"] + 0.5 * 100 * (1 - d["r_precision"]))
+    assert set(rep.final["ablation"]) == {"baseline", "generation_only", "training_only", "both"}

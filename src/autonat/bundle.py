@@ -112,8 +112,9 @@ class Bundle:
 
     def __post_init__(self):
         check_pair(self.model, self.tokenizer)
-        if self.conditioner is None:
-            self.conditioner = conditioner_for(self.model)
+        if self.conditioner is None:      # a model loaded from a directory may hold its text encoder there
+            src = Path(str(getattr(self.model, "source", "") or "."))
+            self.conditioner = conditioner_for(self.model, model_dir=src if src.is_dir() and str(src) != "." else None)
 
     @property
     def device(self) -> torch.device:
