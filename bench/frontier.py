@@ -26,10 +26,12 @@ import torch
 NAT_SERIES = [  # (series, model, strategy, steps)
     ("uvit-maskgit", "fashion-mnist", "maskgit", [4, 8]),
     ("uvit-autonat", "fashion-mnist", "autonat", [4, 8]),
-    ("uvit-halton", "fashion-mnist", "halton", [4, 8, 16]),
+    ("uvit-halton", "fashion-mnist", "halton:1,1,1,0", [4, 8, 16]),             # fixed order, no ramp, w = 1
+    ("uvit-halton-published", "fashion-mnist", "halton", [4, 8, 16]),           # the published sampler's settings
     ("enat-maskgit", "fashion-mnist-enat", "maskgit", [8]),
     ("enat-autonat", "fashion-mnist-enat", "autonat", [8]),
-    ("enat-halton", "fashion-mnist-enat", "halton", [8]),
+    ("enat-halton", "fashion-mnist-enat", "halton:1,1,1,0", [8]),
+    ("enat-halton-published", "fashion-mnist-enat", "halton", [8]),
 ]
 
 

@@ -143,7 +143,8 @@ def test_halton_reveals_tokens_in_its_order_whatever_the_confidence(model):
     from autonat.presets import halton
     from autonat.sampling import halton_order
     T = 6
-    st = halton(T, guidance=1.5)
+    st = halton(T, guidance=1.5, randomize=0)
+    assert st.order == "halton"
     out = sample(model, st, cc(torch.arange(5) % 10), IndexedNoise(2, tuple(range(5))), trace=True)
     order = halton_order(N)
     for t, step in enumerate(out.trace):
@@ -152,6 +153,40 @@ def test_halton_reveals_tokens_in_its_order_whatever_the_confidence(model):
         visible = torch.zeros(N, dtype=torch.bool)
         visible[order[:revealed]] = True
         assert torch.equal(~step["mask"], visible.expand(5, -1))
+
+
+def test_randomised_halton_rolls_the_order_per_image_by_a_keyed_shift(model):
+    """order='halton-random' (the published `randomize`): image b reveals the Halton order rolled
+    by its own shift (entry i at place (i + shift) mod N), with the same counts as the fixed order;
+    the shift is floor(u N) of the image's purpose-2 uniform, so it follows the sample id and
+    not the batch; images get different starts."""
+    import math
+    from autonat.presets import halton
+    from autonat.sampling import halton_order, order_shifts
+    T, B = 5, 6
+    st = halton(T)                                   # the published defaults: randomised
+    assert st.order == "halton-random" and st.s == (2.0,) * T
+    assert st.tau1[0] == pytest.approx(1.0) and st.tau1[-1] == pytest.approx(1 / 1.2)
+    noise = IndexedNoise(4, tuple(range(10, 10 + B)))
+    shifts = order_shifts(noise, B, N)
+    u = noise.uniforms(0, 2, 1)[:, 0]
+    assert shifts.tolist() == [int(v * N) for v in u.tolist()]
+    assert len(set(shifts.tolist())) > 1
+    assert torch.equal(order_shifts(noise.rows(2, 4), 2, N), shifts[2:4])
+    out = sample(model, st, cc(torch.arange(B) % 10), noise, trace=True)
+    base = halton_order(N)
+    for t, step in enumerate(out.trace):
+        revealed = N - out.masked_counts[t + 1]
+        assert revealed == max(t + 1, int(N * math.asin((t + 1) / T) * 2 / math.pi))
+        for b in range(B):
+            rolled = torch.roll(base, int(shifts[b]))
+            visible = torch.zeros(N, dtype=torch.bool)
+            visible[rolled[:revealed]] = True
+            assert torch.equal(~step["mask"][b], visible), (t, b)
+    # the same images sampled two at a time: identical tokens (the shift is keyed by sample id)
+    again = torch.cat([sample(model, st, cc(torch.arange(B)[lo:lo + 2] % 10), noise.rows(lo, lo + 2)).ids
+                       for lo in range(0, B, 2)])
+    assert torch.equal(again, out.ids)
 
 
 def test_gumbel_and_remask_choice_by_hand():

@@ -266,7 +266,7 @@ def _hand_optimum(st: Strategy) -> float:
 
 def test_pattern_search_finds_a_hand_setting_that_capped_spsa_does_not_reach():
     from autonat.presets import halton
-    start = halton(8)
+    start = halton(8, 1.0, 1.0, 1.0, 0)          # the plain fixed order: w = 1, no ramp
     pat = optimize_generation(_hand_optimum, start, GenSearchConfig(method="pattern", pattern_evals=60,
                                                                     max_updates=0, knobs=("tau1", "s")))
     spsa = optimize_generation(_hand_optimum, start, GenSearchConfig(method="spsa", max_updates=29,
@@ -357,14 +357,14 @@ def test_screening_searches_from_the_best_hand_setting(saved_tiny, monkeypatch):
                        gen=GenSearchConfig(pattern_evals=12))
     rep = run(cfg, saved_tiny / "s", log=lambda *_: None)
     screen = rep.summary["screening"]
-    assert [r["spec"] for r in screen][0] == "halton:1,1,1.5"
+    assert [r["spec"] for r in screen][0] == "halton:1,1,1.5,0"
     assert sorted(r["spec"] for r in screen) == sorted(HAND_GRID)        # maskgit is in the grid once
     assert [c[0] for c in calls[:len(HAND_GRID)]] == ["screen"] * len(HAND_GRID)
     first_search = next(c for c in calls if c[0] == "gen")
     assert first_search[1:] == ("halton", pytest.approx(2 / 3))          # the search starts from the winner
     assert rep.best.order == "halton" and rep.summary["best_search_fid"] <= screen[0]["fid"] + 0.07
-    assert rep.final["best_hand"]["spec"] == "halton:1,1,1.5"
-    assert "best hand setting of the screening (halton:1,1,1.5)" in (saved_tiny / "s" / "report.md").read_text()
+    assert rep.final["best_hand"]["spec"] == "halton:1,1,1.5,0"
+    assert "best hand setting of the screening (halton:1,1,1.5,0)" in (saved_tiny / "s" / "report.md").read_text()
 
 
 def test_screening_modes(saved_tiny, monkeypatch):

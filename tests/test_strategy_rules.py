@@ -43,7 +43,8 @@ def test_interpolation_anchors_and_rules():
     one = st.interpolate(1)
     assert one.r == (0.0,) and one.steps == 1
     h = halton(8).interpolate(4)
-    assert h.order == "halton" and h.rounding == "ceil"
+    assert h.order == "halton-random" and h.rounding == "ceil"
+    assert halton(8, 1, 1, 1, 0).interpolate(4).order == "halton"
     for bad in (0, MAX_STEPS + 1):
         with pytest.raises(AutonatError, match="interpolate"):
             st.interpolate(bad)

@@ -3,9 +3,13 @@
     maskgit[:LAMBDA,K]        MaskGIT's heuristic (the paper's Table 1 row): r = cos(pi t / 2T),
                               tau1 = 1, tau2 = LAMBDA (T - t + 1) / T, s = K t / T
     enat[:TAU,TAU2,CFG]       ENAT's released hand-designed schedule (see `enat`; defaults 6, 1.5, 2.5)
-    halton[:W,M0,M1]          the Halton scheduler (Besnier et al., ICLR 2025): tokens revealed in a
-                              fixed 2-D Halton order, arccos count schedule, constant guidance W,
-                              logits multiplied by M linear from M0 to M1 (tau1 = 1 / M)
+    halton[:W,M0,M1,RAND]     the Halton scheduler (Besnier et al., ICLR 2025): tokens revealed in a
+                              2-D Halton order, arccos count schedule, constant guidance W,
+                              logits multiplied by M linear from M0 to M1 (tau1 = 1 / M), the
+                              order's start randomised per image if RAND = 1; defaults 2, 1, 1.2, 1
+                              are the published sampler's (valeoai/Halton-MaskGIT's README, demo
+                              and app: w = 2, sm_temp 1 -> 1.2, randomize); `halton:1,1,1,0` is the
+                              plain fixed-order sampler
     amused[:G,T0,T1]          diffusers' aMUSEd scheduler and pipeline defaults (guidance g = 10,
                               re-masking temperature linspace(2, 0, T); see `amused`)
     autonat-imagenet-t8       the authors' released AutoNAT-L strategy (ImageNet-256, T = 8)
@@ -51,20 +55,28 @@ def maskgit(steps: int, remask_temperature: float = 1.0, guidance_scale: float =
                     s=tuple(guidance_scale * t / T), name=f"maskgit-T{T}")
 
 
-def halton(steps: int, guidance: float = 1.0, mult_start: float = 1.0, mult_end: float = 1.0) -> Strategy:
+def halton(steps: int, guidance: float = 2.0, mult_start: float = 1.0, mult_end: float = 1.2,
+           randomize: float = 1) -> Strategy:
     """The Halton scheduler: after step t, N (2/pi) arcsin(t / T) tokens are revealed (truncated,
-    at least t), in the fixed Halton order of the token grid, whatever their confidence; sampling
+    at least t), in the Halton order of the token grid, whatever their confidence; sampling
     multiplies the logits by m_t, linear from `mult_start` to `mult_end` (tau1 = 1 / m_t); the
-    guidance is constant. tau2 is unused (0)."""
+    guidance is constant, l = l_c + W (l_c - l_u) (the published (1 + w) l_c - w l_u). With
+    `randomize` = 1 each image's order starts at a random place of the sequence (order
+    `halton-random`, the published `randomize`), with 0 every image uses the same order.
+    tau2 is unused (0). Defaults: the published sampler's demo settings (w = 2, 1 -> 1.2,
+    randomised); its FID tables used w = 0.5-1.5 by model size at 32 steps."""
     if min(mult_start, mult_end) <= 0:
         raise AutonatError("halton: the logit multipliers must be > 0")
+    if randomize not in (0, 1):
+        raise AutonatError(f"halton: RAND must be 0 (fixed order) or 1 (random start per image), got {randomize:g}")
     T = steps
     t = np.arange(1, T + 1)
     r = 1.0 - np.arcsin(t / T) / (np.pi / 2)
     r[-1] = 0.0
     m = np.linspace(mult_start, mult_end, T)
     return Strategy(r=tuple(np.clip(r, 0.0, 1.0)), tau1=tuple(1.0 / m), tau2=(0.0,) * T,
-                    s=(float(guidance),) * T, order="halton", name=f"halton-T{T}")
+                    s=(float(guidance),) * T, order="halton-random" if randomize else "halton",
+                    name=f"halton-T{T}")
 
 
 def enat(steps: int, samp_temp: float = 6.0, mask_temp: float = 1.5, cfg: float = 2.5) -> Strategy:
@@ -105,7 +117,7 @@ def autonat_imagenet_t8() -> Strategy:
 # name -> (builder(steps, *numbers), its spelling with the numbers it takes after the colon)
 PRESETS: dict[str, tuple[Callable[..., Strategy], str]] = {
     "maskgit": (maskgit, "maskgit[:LAMBDA,K]"),
-    "halton": (halton, "halton[:W,M0,M1]"),
+    "halton": (halton, "halton[:W,M0,M1,RAND]"),
     "enat": (enat, "enat[:TAU1,TAU2,CFG]"),
     "amused": (amused, "amused[:G,T0,T1]"),
 }
@@ -113,7 +125,7 @@ PRESETS: dict[str, tuple[Callable[..., Strategy], str]] = {
 # generation search screens them before searching (`SearchConfig.screen = "hand"`), and
 # bench/hand_grid.py evaluates them on fresh seeds: the bar a searched strategy must clear.
 HAND_GRID = ("maskgit", "maskgit:1,3", "maskgit:3,3", "enat", "enat:3,1.5,2.5",
-             "halton", "halton:1,1,1.5", "halton:2,1,1.5", "halton:1,1.2,2")
+             "halton", "halton:1,1,1,0", "halton:1,1,1.5,0", "halton:2,1,1.5,0", "halton:1,1.2,2,0")
 
 FIXED = {"autonat-imagenet-t8": autonat_imagenet_t8}
 

@@ -16,7 +16,9 @@ Step t (all rows of a batch have the same number M of [MASK] tokens, since all s
   3. confidence C = log softmax(l)[x] (guided, not temperature-scaled); decoded tokens: +inf;
   4. re-mask the k = strategy.masked_counts(N)[t] lowest of C + tau2 * Gumbel (Gumbel-top-k
      sampling without replacement from softmax(C / tau2); tau2 = 0: deterministic), or, with a
-     fixed token order (`order="halton"`), the k masked positions that come last in that order.
+     fixed token order (`order="halton"`), the k masked positions that come last in that order
+     (`halton-random`: that order cyclically shifted by a random start per image, drawn once
+     before step 1 from the noise, purpose 2).
 
 Randomness comes only from `noise`: a `torch.Generator` (draws in call order), or an
 `IndexedNoise` whose numbers for sample i at step t are a pure function of (seed, i, t, position):
@@ -144,14 +146,31 @@ def halton_order(num_tokens: int) -> torch.Tensor:
     return torch.tensor(order)
 
 
-def token_priority(order: str, num_tokens: int) -> torch.Tensor | None:
-    """Per position, how early a fixed order reveals it (higher = earlier); None = by confidence."""
+def token_priority(order: str, num_tokens: int, shifts: torch.Tensor | None = None) -> torch.Tensor | None:
+    """Per position, how early a fixed order reveals it (higher = earlier); None = by confidence.
+    `halton-random` needs `shifts` (one integer in [0, N) per image): image b's order is the
+    Halton order rolled by shifts[b] (entry i moves to place (i + shift) mod N), so the result
+    is [B, N]; `halton` gives [N], shared by every image."""
     if order == "confidence":
         return None
+    if order not in ("halton", "halton-random"):
+        raise AutonatError(f"unknown token order {order!r}")
+    pos = halton_order(num_tokens)
+    place = torch.arange(num_tokens)
     if order == "halton":
-        pos = halton_order(num_tokens)
-        return torch.empty(num_tokens).scatter_(0, pos, -torch.arange(num_tokens, dtype=torch.float))
-    raise AutonatError(f"unknown token order {order!r}")
+        return torch.empty(num_tokens).scatter_(0, pos, -place.float())
+    if shifts is None:
+        raise AutonatError("the halton-random order needs one shift per image")
+    rolled = (place.unsqueeze(0) + shifts.long().view(-1, 1)) % num_tokens        # [B, N] new places
+    return torch.empty(len(shifts), num_tokens).scatter_(1, pos.expand(len(shifts), -1), -rolled.float())
+
+
+def order_shifts(noise: "Noise", batch: int, num_tokens: int) -> torch.Tensor:
+    """The random start of each image's `halton-random` order: floor(u N) for one uniform per
+    image (purpose 2 of the noise, so a common-random-number set gives every image its own
+    start whatever the batching)."""
+    u = _uniforms(noise, batch, 0, 2, 1)[:, 0]
+    return (u * num_tokens).long().clamp_max(num_tokens - 1)
 
 
 def _call(model, ids, cond, query, cache, chunk: int | None):
@@ -202,7 +221,10 @@ def sample(model, strategy: Strategy, cond: Condition, noise: Noise, *, trace: b
     check_steps(strategy.steps, N)
     ids = torch.full((B, N), MASK, dtype=torch.long, device=device)
     counts = strategy.masked_counts(N)
-    priority = token_priority(strategy.order, N)
+    shifts = order_shifts(noise, B, N) if strategy.order == "halton-random" else None
+    priority = token_priority(strategy.order, N, shifts)
+    if priority is not None:
+        priority = priority.to(device).expand(B, N)
     both = type(cond).cat([cond, cond.null()])
     null = both.rows(B, 2 * B)
     cache_c = cache_u = None
@@ -244,7 +266,7 @@ def sample(model, strategy: Strategy, cond: Condition, noise: Noise, *, trace: b
                     u_g = _uniforms(noise, B, t, 1, N).to(device).gather(1, query)
                     drop = choose_remask(conf, strategy.tau2[t], k, u_g)
             else:
-                drop = choose_remask(priority.to(device)[query], 0.0, k)
+                drop = choose_remask(priority.gather(1, query), 0.0, k)
             ids = ids.scatter(1, query.gather(1, drop), MASK)
         if trace:
             full_conf = torch.full((B, N), float("inf"), device=device).scatter(1, query, conf)

@@ -21,7 +21,9 @@ Rules that are data too (so the authors' released behaviour can be reproduced ex
   order          which masked tokens stay masked: `confidence` (the paper: the lowest confidences
                  plus tau2-scaled Gumbel noise) or `halton` (a fixed low-discrepancy order over
                  the token grid, Besnier et al. 2025: tokens are revealed in that order,
-                 regardless of confidence; tau2 is unused).
+                 regardless of confidence; tau2 is unused) or `halton-random` (the same order
+                 cyclically shifted by a random start, one per image: the published sampler's
+                 `randomize`).
   always_uncond  run the unconditional pass at every step, also where s = 0 (the authors' code
                  does; autonat skips it by default, which only matters for ENAT's caches).
 
@@ -49,7 +51,7 @@ from .masking import ratio_to_count
 
 GUIDANCE_FORMULAS = ("logits", "muse")
 ROUNDING_RULES = ("ceil", "floor", "floor-unclamped", "floor-float32")
-ORDERS = ("confidence", "halton")
+ORDERS = ("confidence", "halton", "halton-random")
 MAX_STEPS = 4096
 # Beyond these the sampler's fp32 arithmetic overflows (l / tau1, l_c + s (l_c - l_u)) and every
 # token comes out the same: such values are typos, refused with the bound.
