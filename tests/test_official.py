@@ -232,6 +232,7 @@ def test_search_on_a_converted_model_under_torchrun(imagenet_like, tmp_path):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "autonat",
            "search", "--only", "generation", "--model", str(r / "model"), "--init-strategy", "enat", "--steps", "4",
            "--num-samples", "4", "--n-final", "4", "--batch-size", "2", "--method", "spsa", "--max-updates", "1",
+           "--screen", "starts", "--late-evals", "0",      # this test is about torchrun on a converted model
            "--features", "inception", "--inception-weights", str(r / "pt_inception-fake.pth"),
            "--ref-stats", str(r / "imagenet256.npz"), "--no-bf16", "--device", "cpu", "--quiet", "--out", str(out)]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "AUTONAT_PROGRESS": "0"}
