@@ -1,7 +1,11 @@
-"""The tokenizer (plain and adversarial), feature-network and diffusion-peer trainers share the NAT trainer's skeleton: an interrupted run
+"""The tokenizer (plain and adversarial), feature-network and peer (pixel diffusion, latent diffusion,
+autoregressive) trainers share the NAT trainer's skeleton: an interrupted run
 resumed with `resume=True` must end exactly where the uninterrupted run ends, and it must really
 continue from the checkpoint (tampered checkpoint weights change the result; a restart would not)."""
 from __future__ import annotations
+
+import tempfile
+from pathlib import Path
 
 import pytest
 import torch
@@ -52,12 +56,41 @@ def _diffusion(folder):
     from autonat.baselines.pixel_diffusion import SMOKE_UNET
     cfg = DiffusionTrainConfig(data=str(folder), unet=replace(SMOKE_UNET), steps=6, batch_size=8, warmup=1,
                                ckpt_every=3, log_every=1, bf16=False, device="cpu")
-    import autonat.baselines.diffusion_train as module
+    import autonat.baselines.peer_loop as module       # where the peers save their checkpoints
 
     def run(out, resume=False):
         train_diffusion(cfg, out, resume=resume, show_progress=False)
         (out / "model.safetensors").write_bytes((out / "model" / "model.safetensors").read_bytes())
     return module, run
+
+
+def _peer_on_tokens(folder, train, config):
+    """A peer trained on a token cache of 64 random images (in pytest's temporary directory)."""
+    from autonat.tokens import TokenCache, write_token_cache
+    from conftest import random_images, tiny_tokenizer
+    path = Path(tempfile.mkdtemp(prefix="peer-cache-", dir=folder.parent)) / "cache"
+    cache = write_token_cache(tiny_tokenizer(), random_images(64), path, hflip=True, batch_size=16,
+                              tokenizer_name="tiny", show_progress=False)
+    assert isinstance(cache, TokenCache)
+    cfg = config(tokens=str(path), dim=16, depth=1, heads=2, steps=6, batch_size=8, warmup=0, ckpt_every=3,
+                 log_every=1, bf16=False)
+    import autonat.baselines.peer_loop as module           # where the peers save their checkpoints
+
+    def run(out, resume=False):
+        train(cfg, out, resume=resume, show_progress=False)
+        (out / "model.safetensors").write_bytes((out / "model" / "model.safetensors").read_bytes())
+    return module, run
+
+
+def _ar(folder):
+    from autonat.baselines.ar_train import ARTrainConfig, train_ar
+    return _peer_on_tokens(folder, train_ar, ARTrainConfig)
+
+
+def _latent(folder):
+    pytest.importorskip("diffusers")
+    from autonat.baselines.latent_train import LatentTrainConfig, train_latent
+    return _peer_on_tokens(folder, train_latent, LatentTrainConfig)
 
 
 def _featnet(folder):
@@ -73,8 +106,8 @@ def _until_killed(monkeypatch, module, run, out, at_step):
     run_until_killed(monkeypatch, module, lambda: run(out), at_step)
 
 
-@pytest.mark.parametrize("which", [_tokenizer, _adversarial_tokenizer, _featnet, _diffusion],
-                         ids=["tokenizer", "adversarial-tokenizer", "featnet", "diffusion"])
+@pytest.mark.parametrize("which", [_tokenizer, _adversarial_tokenizer, _featnet, _diffusion, _ar, _latent],
+                         ids=["tokenizer", "adversarial-tokenizer", "featnet", "diffusion", "ar", "latent-diffusion"])
 def test_resume_equals_uninterrupted_and_uses_the_checkpoint(tmp_path, folder, which, monkeypatch):
     module, run = which(folder)
     run(tmp_path / "full")

@@ -14,15 +14,15 @@ from pathlib import Path
 
 import torch
 
-from ..checkpoint import save_checkpoint
 from ..config import config_from_dict, config_to_dict, opt, validate
 from ..io import AtomicDir, AutonatError, atomic_save_tensors, atomic_write_json, load_json
 from ..jobs import Throughput, autocast, pick_device
 from ..rng import epoch_indices, mix64, step_generator
 from ..tokens import TokenCache
-from ..trainer import RunOptions, TrainingRun, lr_at
+from ..trainer import RunOptions, TrainingRun
 from ..training import EMA
 from ..weights import build_and_load
+from . import peer_loop
 from .ar import ARConfig, ARTransformer
 
 
@@ -88,10 +88,7 @@ def train_ar(cfg: ARTrainConfig, out: str | Path, resume: bool = False, show_pro
     rest = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "emb" not in n)]
     opt_ = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
                               {"params": rest, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.99))
-    ck = run.start()
-    step = run.restore(ck, model, opt_)
-    if ck is not None:
-        ema.load(ck["ema"])
+    step = peer_loop.restore(run, model, opt_, ema)
     tput, t0 = Throughput(), time.time()
     with run.loop(step):
         while step < cfg.steps:
@@ -102,28 +99,11 @@ def train_ar(cfg: ARTrainConfig, out: str | Path, resume: bool = False, show_pro
             ids, cond = cache.batch(idx, views)
             drop = torch.rand(len(idx), generator=g) < cfg.label_dropout
             labels = torch.where(drop, torch.full_like(cond.labels, mcfg.num_classes), cond.labels)
-            for group in opt_.param_groups:
-                group["lr"] = lr_at(step, lr=cfg.lr, warmup=cfg.warmup, steps=cfg.steps, min_ratio=cfg.min_lr_ratio)
+            peer_loop.set_lr(opt_, cfg, step)
             torch.manual_seed(mix64(cfg.seed, step, 4))
             with autocast(device, cfg.bf16):
                 loss = model.loss(labels.to(device), ids.to(device))
-            opt_.zero_grad(set_to_none=True)
-            loss.backward()
-            gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            opt_.step()
-            ema.update(model, step)
-            step += 1
-            tput.add(cfg.batch_size)
-            if run.log_due(step):
-                run.log.write({"step": step, "loss": float(loss.detach()), "grad_norm": float(gnorm),
-                               "sequences_per_s": tput.rate(),
-                               "lr": lr_at(step - 1, lr=cfg.lr, warmup=cfg.warmup, steps=cfg.steps,
-                                           min_ratio=cfg.min_lr_ratio)})
-                run.advance(1, loss=f"{float(loss.detach()):.4f}")
-            else:
-                run.advance(1)
-            run.end_step(step, lambda: save_checkpoint(out, model=model.state_dict(), ema=ema.shadow,
-                                                       optimizer=opt_, step=step))
+            step = peer_loop.update(run, out, cfg, model, opt_, ema, step, loss, tput, "sequences_per_s")
     save_ar(out / "model", ema.module, {"train": config_to_dict(cfg), "tokenizer": cache.manifest["tokenizer_identity"],
                                         "sequences_seen": cfg.steps * cfg.batch_size,
                                         "parameters": sum(p.numel() for p in model.parameters()),

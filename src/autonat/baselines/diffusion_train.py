@@ -17,14 +17,15 @@ from pathlib import Path
 
 import torch
 
-from ..checkpoint import save_checkpoint
 from ..config import config_to_dict, opt, validate
 from ..data import load_dataset
 from ..jobs import Throughput, autocast, pick_device
 from ..rng import epoch_indices, mix64, step_generator
-from ..trainer import RunOptions, TrainingRun, lr_at
+from ..trainer import RunOptions, TrainingRun
 from ..training import EMA
-from .pixel_diffusion import ScheduleConfig, UNetConfig, build_unet, save_unet, to_model_space, train_alphas
+from . import peer_loop
+from .pixel_diffusion import (ScheduleConfig, UNetConfig, build_unet, noised, save_unet, to_model_space,
+                              train_alphas)
 
 
 @dataclass(frozen=True)
@@ -61,10 +62,8 @@ def step_inputs(cfg: DiffusionTrainConfig, step: int, x0: torch.Tensor, labels: 
     if cfg.hflip:
         x0 = torch.where(flip[:, None, None, None], x0.flip(-1), x0)
     labels = torch.where(drop, torch.full_like(labels, cfg.unet.num_classes), labels)
-    a = alphas[t].sqrt()[:, None, None, None]
-    s = (1 - alphas[t]).sqrt()[:, None, None, None]
-    target = noise if cfg.schedule.prediction_type == "epsilon" else a * noise - s * x0
-    return a * x0 + s * noise, t, labels, target
+    xt, target = noised(x0, noise, t, alphas, cfg.schedule.prediction_type)
+    return xt, t, labels, target
 
 
 def train_diffusion(cfg: DiffusionTrainConfig, out: str | Path, resume: bool = False,
@@ -83,10 +82,7 @@ def train_diffusion(cfg: DiffusionTrainConfig, out: str | Path, resume: bool = F
     ema = EMA(model, cfg.ema)
     opt_ = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
     alphas = train_alphas(cfg.schedule)
-    ck = run.start()
-    step = run.restore(ck, model, opt_)
-    if ck is not None:
-        ema.load(ck["ema"])
+    step = peer_loop.restore(run, model, opt_, ema)
     tput, t0 = Throughput(), time.time()
     with run.loop(step):
         while step < cfg.steps:
@@ -94,29 +90,12 @@ def train_diffusion(cfg: DiffusionTrainConfig, out: str | Path, resume: bool = F
                 before_step()
             idx = epoch_indices(len(data), cfg.batch_size, step, cfg.seed)
             xt, t, lab, target = step_inputs(cfg, step, data[idx], labels_all[idx], alphas)
-            for g in opt_.param_groups:
-                g["lr"] = lr_at(step, lr=cfg.lr, warmup=cfg.warmup, steps=cfg.steps, min_ratio=cfg.min_lr_ratio)
+            peer_loop.set_lr(opt_, cfg, step)
             torch.manual_seed(mix64(cfg.seed, step, 4))   # dropout inside the model
             with autocast(device, cfg.bf16):
                 pred = model(xt.to(device), t.to(device), class_labels=lab.to(device)).sample
             loss = torch.nn.functional.mse_loss(pred.float(), target.to(device))
-            opt_.zero_grad(set_to_none=True)
-            loss.backward()
-            gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            opt_.step()
-            ema.update(model, step)
-            step += 1
-            tput.add(cfg.batch_size)
-            if run.log_due(step):
-                run.log.write({"step": step, "loss": float(loss.detach()), "grad_norm": float(gnorm),
-                               "images_per_s": tput.rate(), "threads": torch.get_num_threads(),
-                               "lr": lr_at(step - 1, lr=cfg.lr, warmup=cfg.warmup, steps=cfg.steps,
-                                           min_ratio=cfg.min_lr_ratio)})
-                run.advance(1, loss=f"{float(loss.detach()):.4f}")
-            else:
-                run.advance(1)
-            run.end_step(step, lambda: save_checkpoint(out, model=model.state_dict(), ema=ema.shadow,
-                                                       optimizer=opt_, step=step))
+            step = peer_loop.update(run, out, cfg, model, opt_, ema, step, loss, tput, "images_per_s")
     save_unet(out / "model", ema.module, cfg.unet, cfg.schedule,
               {"train": config_to_dict(cfg), "images_seen": cfg.steps * cfg.batch_size,
                "parameters": sum(p.numel() for p in model.parameters()),

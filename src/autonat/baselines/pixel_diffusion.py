@@ -167,10 +167,10 @@ def diffusers_default_step(sch, scheduler: str, out: torch.Tensor, t, x: torch.T
     return sch.step(out, t, x).prev_sample
 
 
-def initial_noise(seed: int, sample_ids, size: int = 32) -> torch.Tensor:
-    """x_T [B, 1, size, size]: sample i from its own generator keyed by (seed, i)."""
-    return torch.stack([torch.randn(1, size, size, generator=keyed_generator(seed, int(i), 7))
-                        for i in sample_ids])
+def initial_noise(seed: int, sample_ids, size: int = 32, shape: tuple[int, ...] | None = None) -> torch.Tensor:
+    """x_T [B, 1, size, size] (or [B, *shape]): sample i from its own generator keyed by (seed, i)."""
+    one = tuple(shape) if shape is not None else (1, size, size)
+    return torch.stack([torch.randn(one, generator=keyed_generator(seed, int(i), 7)) for i in sample_ids])
 
 
 def guided_output(model, x: torch.Tensor, t, labels: torch.Tensor, w: float, null_class: int,
@@ -192,12 +192,25 @@ def guided_output(model, x: torch.Tensor, t, labels: torch.Tensor, w: float, nul
     return uncond + w * (cond - uncond)
 
 
+def noised(x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor, alphas: torch.Tensor,
+           prediction_type: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """The forward process at timesteps t [B]: (x_t = a x_0 + s eps, the regression target: eps,
+    or v = a eps - s x_0), with a = sqrt(alpha_bar(t)), s = sqrt(1 - alpha_bar(t))."""
+    shape = (-1,) + (1,) * (x0.dim() - 1)
+    a = alphas[t].sqrt().view(shape)
+    s = (1 - alphas[t]).sqrt().view(shape)
+    target = noise if prediction_type == "epsilon" else a * noise - s * x0
+    return a * x0 + s * noise, target
+
+
 @torch.inference_mode()
 def sample(model, schedule: ScheduleConfig, scheduler: str, steps: int, w: float, labels: torch.Tensor,
-           noise: torch.Tensor, null_class: int, autocast: bool = False, step=solver_step) -> torch.Tensor:
-    """x_0 in [-1, 1], [B, 1, 32, 32], fp32. The model runs in its own dtype (a bf16 copy from
-    `inference_copy`, or fp32 with `autocast`); the solver runs in fp32."""
-    sch = make_scheduler(scheduler, schedule, steps)
+           noise: torch.Tensor, null_class: int, autocast: bool = False, step=solver_step,
+           clip: bool = True) -> torch.Tensor:
+    """x_0, fp32, the shape of `noise` (pixels: [B, 1, 32, 32] in [-1, 1] with `clip`; latents:
+    clip=False). The model runs in its own dtype (a bf16 copy from `inference_copy`, or fp32
+    with `autocast`); the solver runs in fp32."""
+    sch = make_scheduler(scheduler, schedule, steps, clip=clip)
     x = noise.float() * sch.init_noise_sigma
     for t in sch.timesteps:
         out = guided_output(model, sch.scale_model_input(x, t), t, labels, w, null_class, autocast)

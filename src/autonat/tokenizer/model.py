@@ -167,8 +167,15 @@ class Tokenizer(nn.Module, TokenizerInterface):
     def decode(self, tokens: torch.Tensor) -> torch.Tensor:
         """token ids [B, h, w] (or [B, h*w]) -> float images [B, C, H, W] in [0, 1]."""
         tokens = self.checked_tokens(tokens)
-        q = self.quantizer.lookup(tokens.to(self.codebook_device))
-        return ((self._crop(self.decoder(q)) + 1) / 2).float().clamp(0, 1)
+        return self.decode_vectors(self.quantizer.lookup(tokens.to(self.codebook_device)))
+
+    @torch.no_grad()
+    def decode_vectors(self, q: torch.Tensor) -> torch.Tensor:
+        """Code-space vectors [B, D, h, w] (codebook entries, or any unit vectors: a latent
+        model's output) -> float images [B, C, H, W] in [0, 1]."""
+        if q.dim() != 4 or q.shape[1] != self.config.codebook_dim:
+            raise AutonatError(f"decode_vectors takes [B, {self.config.codebook_dim}, h, w] vectors, got {tuple(q.shape)}")
+        return ((self._crop(self.decoder(q.to(self.codebook_device))) + 1) / 2).float().clamp(0, 1)
 
     @property
     def codebook_device(self) -> torch.device:
