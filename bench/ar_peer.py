@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import os
 import time
 
 import torch
@@ -70,7 +71,8 @@ def cmd_evaluate(a) -> None:
         row = {"series": "ar", "temperature": t, "top_k": k, "guidance": w, "steps": model.config.seq_len,
                "nfe": model.config.seq_len * (2 if w > 0 else 1), "n": a.n, "seed": a.seed, **res,
                "flops_per_image": flops, "gflops_per_image": round(flops / 1e9, 4),
-               "s_per_image": seconds / a.n, "latency_b1_s": lat["median_s"], "threads": torch.get_num_threads()}
+               "seconds_per_image": seconds / a.n, "batch_size": 256, "latency_ms_b1": round(1000 * lat["median_s"], 2),
+               "threads": torch.get_num_threads(), "loadavg_1m": round(os.getloadavg()[0], 2)}
         log.write(row)
         print(row, flush=True)
 

@@ -100,27 +100,48 @@ def diffusion_points(model: str, n: int, seed: int, out: Path, guidance: float, 
 
 
 def table(out: Path) -> str:
+    """Every point: FID with precision / recall, NFE (network passes per image), FLOPs (generator
+    only; the tokenizer decoder is extra for the token models), time per image in the FID run,
+    batch-1 latency."""
     rows = [r for f in sorted(out.glob("*.jsonl")) for r in map(json.loads, f.read_text().splitlines())]
-    lines = ["| series | T | guidance | n | FID | GFLOPs / image | s / image (b256) | img/s (b256) | latency b1 (ms) |",
-             "|---|---|---|---|---|---|---|---|---|"]
-    for r in sorted(rows, key=lambda r: (r["series"], r["steps"])):
-        g = r.get("guidance", "")
-        lines.append(f"| {r['series']} | {r['steps']} | {g} | {r['n']} | {r['fid']:.2f} | "
-                     f"{r['flops_per_image'] / 1e9:.2f} | {r['seconds_per_image'] * 1000:.1f} ms | "
-                     f"{r.get('images_per_second_b256', 0):.1f} | {r.get('latency_ms_b1', 0):.0f} |")
+    lines = ["| series | T | guidance | n | FID | precision / recall | NFE | GFLOPs / image | s / image (batched) "
+             "| latency b1 (ms) |", "|---|---|---|---|---|---|---|---|---|---|"]
+
+    def pr(r: dict) -> str:
+        return f"{r['precision']:.3f} / {r['recall']:.3f}" if "precision" in r else "-"
+    for r in sorted(rows, key=lambda r: (r["series"], r["steps"], r.get("guidance", 0))):
+        lines.append(f"| {r['series']} | {r['steps']} | {r.get('guidance', '')} | {r['n']} | {r['fid']:.2f} | {pr(r)} | "
+                     f"{r.get('nfe', '-')} | {r['flops_per_image'] / 1e9:.2f} | {r['seconds_per_image'] * 1000:.1f} ms | "
+                     f"{r.get('latency_ms_b1', 0):.0f} |")
     return "\n".join(lines) + "\n"
 
 
+PEER_FAMILIES = [  # (name in the table, series prefix): each family's points form one peer frontier
+    ("pixel diffusion", "diffusion-"),
+    ("latent diffusion", "latent-"),
+    ("autoregressive", "ar"),
+]
+
+
+def family(series: str) -> str | None:
+    return next((name for name, prefix in PEER_FAMILIES if series.startswith(prefix)), None)
+
+
 def comparison(out: Path) -> str:
-    """Each NAT series' best point against the diffusion frontier (the guidance sweep excluded)."""
+    """Each NAT series' best point against each peer family's frontier (pixel diffusion without
+    its guidance sweep; the latent and AR peers over every setting measured)."""
     from autonat.metrics.frontier import comparison_table
     rows = [r for f in sorted(out.glob("*.jsonl")) for r in map(json.loads, f.read_text().splitlines())]
-    diff = [r for r in rows if r["series"].startswith("diffusion-") and "sweep" not in r["series"]]
     nats = {}
     for r in rows:
-        if not r["series"].startswith("diffusion") and (r["series"] not in nats or r["fid"] < nats[r["series"]]["fid"]):
+        if family(r["series"]) is None and (r["series"] not in nats or r["fid"] < nats[r["series"]]["fid"]):
             nats[r["series"]] = r
-    return comparison_table(nats, diff, "diffusion") if diff else ""
+    parts = []
+    for name, _ in PEER_FAMILIES:
+        peer = [r for r in rows if family(r["series"]) == name and "sweep" not in r["series"]]
+        if peer and nats:
+            parts.append(f"Against the {name} peer ({len(peer)} points):\n\n" + comparison_table(nats, peer, name))
+    return "\n".join(parts)
 
 
 def main() -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import os
 import time
 
 import torch
@@ -69,11 +70,12 @@ def cmd_evaluate(a) -> None:
         flops = count_flops(lambda: sample(fast, schedule, a.solver, steps, w, one, noise, model.config.num_classes,
                                            clip=False), (fast,))
         lat = time_call(lambda: generate(fast, schedule, codec, a.solver, steps, w, one, 0, a.snap), repeats=5)
-        row = {"series": "latent-diffusion", "solver": a.solver, "steps": steps, "guidance_w": w, "snap": a.snap,
-               "nfe": steps * (1 if w in (0.0, 1.0) else 2), "n": a.n, "seed": a.seed, **res,
-               "train_seed": meta["train"]["seed"], "flops_per_image": flops,
-               "gflops_per_image": round(flops / 1e9, 4), "s_per_image": seconds / a.n,
-               "latency_b1_s": lat["median_s"], "threads": torch.get_num_threads()}
+        row = {"series": f"latent-{a.solver}" + ("-snap" if a.snap else ""), "solver": a.solver, "steps": steps,
+               "guidance": w, "snap": a.snap, "nfe": steps * (1 if w in (0.0, 1.0) else 2), "n": a.n,
+               "seed": a.seed, **res, "train_seed": meta["train"]["seed"], "flops_per_image": flops,
+               "gflops_per_image": round(flops / 1e9, 4), "seconds_per_image": seconds / a.n, "batch_size": 32,
+               "latency_ms_b1": round(1000 * lat["median_s"], 2), "threads": torch.get_num_threads(),
+               "loadavg_1m": round(os.getloadavg()[0], 2)}
         log.write(row)
         print(row, flush=True)
 

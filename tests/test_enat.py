@@ -328,3 +328,27 @@ def test_config_names_an_indivisible_width():
     with pytest.raises(AutonatError) as e:
         ENATConfig(dim=30, heads=4)
     assert str(e.value) == "dim 30 must be divisible by heads 4"
+
+
+def test_nfe_counts_the_passes_the_sampler_actually_runs():
+    """function_evaluations = rows the network sees per image: one pass per step, two where the
+    guidance pass runs (s != 0), two at every step with always_uncond."""
+    from dataclasses import replace
+
+    from conftest import tiny_uvit
+
+    from autonat.metrics.cost import function_evaluations
+    m = tiny_uvit()
+    rows = []
+    real = m.decode_step
+
+    def counting(ids, cond, query, cache=None):
+        rows.append(ids.shape[0])
+        return real(ids, cond, query, cache)
+    m.decode_step = counting
+    for st in (maskgit(4).with_guidance(0.0), maskgit(4).with_guidance([0.0, 1.0, 0.0, 2.0]), maskgit(6),
+               replace(maskgit(4).with_guidance(0.0), always_uncond=True)):
+        rows.clear()
+        sample(m, st, cc([1, 2, 3]), IndexedNoise(0, (0, 1, 2)))
+        assert sum(rows) / 3 == function_evaluations(st), st
+    assert function_evaluations(maskgit(4).with_guidance([0.0, 1.0, 0.0, 2.0])) == 6

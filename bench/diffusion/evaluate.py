@@ -95,14 +95,14 @@ def evaluate_point(model, net, schedule, meta: dict, a, scheduler: str, steps: i
         grid_image(to_pil(images[first]), labels[first].tolist(), [str(c) for c in range(null)],
                    ncol=10).save(g)
     feats, probs = extract(extractor, images)
-    res = score(feats, probs, ref, extractor.metric_name, EvalConfig(n=a.n, seed=a.seed, precision_recall=False))
+    res = score(feats, probs, ref, extractor.metric_name, EvalConfig(n=a.n, seed=a.seed))
     flops = sampling_flops(model, schedule, scheduler, steps, w)
     res.update({"series": f"diffusion-{scheduler}", "scheduler": scheduler, "steps": steps,
                 "guidance": w, "guidance_autonat_s": w - 1, "n": a.n, "seed": a.seed,
                 "flops_per_image": flops, "gflops_per_image": round(flops / 1e9, 4),
-                "forwards_per_image": steps * (1 if w in (0.0, 1.0) else 2),
+                "nfe": steps * (1 if w in (0.0, 1.0) else 2),
                 "sample_seconds": round(sample_seconds, 2), "images_per_second": round(a.n / sample_seconds, 2),
-                "precision": a.precision, "batch_size": a.batch_size, "model": str(a.model),
+                "dtype": a.precision, "batch_size": a.batch_size, "model": str(a.model),
                 "parameters": count_parameters(model), "train_images_seen": meta.get("images_seen"),
                 "lr": meta.get("train", {}).get("lr"), "loadavg_1m": round(os.getloadavg()[0], 2),
                 "sample_threads": threads, "sample_others_cpu": round(sum(others[1:]) / max(1, len(others) - 1), 3)})
@@ -150,7 +150,7 @@ def main(argv=None) -> None:
             if a.speed_only:
                 flops = sampling_flops(model, schedule, a.scheduler, steps, w)
                 res = {"what": "speed", "scheduler": a.scheduler, "steps": steps, "guidance": w,
-                       "precision": a.precision, "gflops_per_image": round(flops / 1e9, 4),
+                       "dtype": a.precision, "gflops_per_image": round(flops / 1e9, 4),
                        "model": str(a.model), "loadavg_1m": round(os.getloadavg()[0], 2),
                        **speed(net, schedule, a.scheduler, steps, w, a.precision == "autocast",
                                a.speed_repeats, a.latency_repeats, guard)}

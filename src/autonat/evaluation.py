@@ -137,7 +137,8 @@ def evaluate_model(bundle: Bundle, strategy: Strategy, extractor, cfg: EvalConfi
                     "world_size": D.world_size(), "sample_seconds": round(sample_seconds, 2),
                     "images_per_second": round(cfg.n / max(sample_seconds, 1e-9), 2)})
         if cfg.count_flops:
-            from .metrics.cost import decode_flops, sampling_flops
+            from .metrics.cost import decode_flops, function_evaluations, sampling_flops
+            res["nfe"] = function_evaluations(strategy)
             res["flops_per_image"] = sampling_flops(model if reuse else model.without_reuse(), strategy,
                                                     cond.rows(0, 1))
             res["gflops_per_image"] = round(res["flops_per_image"] / 1e9, 4)

@@ -54,6 +54,13 @@ def sampling_flops(model, strategy: Strategy, cond: Condition) -> int:
     return count_flops(lambda: sample(model, strategy, cond, IndexedNoise(0, (0,))), (model,))
 
 
+def function_evaluations(strategy: Strategy) -> int:
+    """Network passes per image (NFE): one per step, two where the guidance pass runs (s(t) != 0,
+    or every step for a strategy that says `always_uncond`). Comparable with a diffusion solver's
+    NFE (steps x 2 under classifier-free guidance) and an AR model's (tokens x 2)."""
+    return sum(1 + (s != 0 or strategy.always_uncond) for s in strategy.s)
+
+
 def decode_flops(tokenizer) -> int:
     """FLOPs of the tokenizer decoder for one image (reported separately from the NAT's)."""
     g = tokenizer.config.grid_size
