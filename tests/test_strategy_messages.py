@@ -52,6 +52,18 @@ def test_from_dict_accepts_whole_number_steps_and_the_authors_keys():
         Strategy.from_dict, {"manual_ratios": [0.5]})
 
 
+@pytest.mark.parametrize("key, bad, expected", [
+    ("manual_samp_temp", [-1.0, 1.0], "cfg.yaml: sampling temperatures (manual_samp_temp) must be >= 0; got [-1.0, 1.0]"),
+    ("manual_temp", [-1.0], "cfg.yaml: re-masking temperatures (manual_temp) must be >= 0; got [-1.0, 0.0]"),
+    ("manual_cfg", [1.0, 1e6], "cfg.yaml: guidance scales (manual_cfg) must be <= 1000"),
+    ("manual_ratios", [1.5], "cfg.yaml: every manual_ratios[t] must lie in [0, 1]; got [1.5, 0.0]"),
+])
+def test_a_rule_broken_in_the_authors_yaml_is_reported_under_their_key(key, bad, expected):
+    """Strategy's own checks speak of tau1/tau2/s/r; for the authors' YAML the message is
+    translated to the key the user wrote."""
+    assert _msg(from_official, {**OFFICIAL, key: bad}, source="cfg.yaml").startswith(expected)
+
+
 @pytest.mark.parametrize("key, bad", [("manual_samp_temp", "hot"), ("manual_ratios", [None]),
                                       ("manual_temp", [None]), ("manual_cfg", "x")])
 def test_official_refusals_name_the_official_key(key, bad):
