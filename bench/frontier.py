@@ -23,15 +23,16 @@ from pathlib import Path
 
 import torch
 
-NAT_SERIES = [  # (series, model, strategy, steps)
-    ("uvit-maskgit", "fashion-mnist", "maskgit", [4, 8]),
+NAT_SERIES = [  # (series, model, strategy, steps); hand presets at T = 2, 3 (no searched strategy there)
+    ("uvit-maskgit", "fashion-mnist", "maskgit", [2, 3, 4, 8]),
+    ("uvit-enat-preset", "fashion-mnist", "enat", [2, 3, 4, 8]),
     ("uvit-autonat", "fashion-mnist", "autonat", [4, 8]),
     ("uvit-halton", "fashion-mnist", "halton:1,1,1,0", [4, 8, 16]),             # fixed order, no ramp, w = 1
-    ("uvit-halton-published", "fashion-mnist", "halton", [4, 8, 16]),           # the published sampler's settings
-    ("enat-maskgit", "fashion-mnist-enat", "maskgit", [8]),
-    ("enat-autonat", "fashion-mnist-enat", "autonat", [8]),
+    ("uvit-halton-published", "fashion-mnist", "halton", [2, 3, 4, 8, 16]),     # the published sampler's settings
+    ("enat-maskgit", "fashion-mnist-enat", "maskgit", [4, 8]),
+    ("enat-autonat", "fashion-mnist-enat", "autonat", [4, 8]),
     ("enat-halton", "fashion-mnist-enat", "halton:1,1,1,0", [8]),
-    ("enat-halton-published", "fashion-mnist-enat", "halton", [8]),
+    ("enat-halton-published", "fashion-mnist-enat", "halton", [4, 8]),
 ]
 
 
@@ -151,6 +152,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=10**6, help="fresh seeds, never used by a search")
     ap.add_argument("--halton-search", default="runs/search-halton-T8/best_strategy.json",
                     help="Halton + AutoNAT strategy file (skipped if absent)")
+    ap.add_argument("--series", nargs="*", default=None,
+                    help="NAT series to measure (default: all; none: only diffusion / the table)")
     ap.add_argument("--diffusion", default="auto",
                     help="diffusion model dir; 'auto' = the learning rate bench/diffusion/run_all.sh chose; '' = skip")
     ap.add_argument("--guidance", type=float, default=None,
@@ -181,6 +184,8 @@ def main() -> None:
     if Path(args.halton_search).is_file():
         series.append(("uvit-halton+autonat", "fashion-mnist", args.halton_search, [8]))
     for name, model, strategy, steps in series:
+        if args.series is not None and name not in args.series:
+            continue
         for T in steps:
             nat_point(name, model, strategy, T, args.n, args.seed, out, ref, net)
     if args.diffusion:
