@@ -8,7 +8,7 @@ training images, bf16 sampling, the same threads).
         --temperature 1.0 --top-k 0 --guidance 1.0 --n 10000 --seed 1000000 --out runs/frontier/ar.jsonl
 
 Training resumes after a kill (`--resume`). One JSON line per evaluated point is appended to --out
-(fid, is, precision, recall, flops_per_image, nfe = model calls per image, s / image at batch 256,
+(fid, is, precision, recall, flops_per_image, nfe = model calls per image, s / image at --batch-size,
 batch-1 latency); several --temperature / --top-k / --guidance values evaluate the grid.
 """
 from __future__ import annotations
@@ -61,7 +61,7 @@ def cmd_evaluate(a) -> None:
     for t, k, w in itertools.product(a.temperature, a.top_k, a.guidance):
         s = ARSampling(temperature=t, top_k=k, guidance=w)
         t0 = time.perf_counter()
-        images = generate(model, tok, labels, s, a.seed)
+        images = generate(model, tok, labels, s, a.seed, batch=a.batch_size)
         seconds = time.perf_counter() - t0
         feats, probs = extract(net, images)
         res = score(feats, probs, ref, net.metric_name, EvalConfig(n=a.n, seed=a.seed))
@@ -71,7 +71,7 @@ def cmd_evaluate(a) -> None:
         row = {"series": "ar", "temperature": t, "top_k": k, "guidance": w, "steps": model.config.seq_len,
                "nfe": model.config.seq_len * (2 if w > 0 else 1), "n": a.n, "seed": a.seed, **res,
                "flops_per_image": flops, "gflops_per_image": round(flops / 1e9, 4),
-               "seconds_per_image": seconds / a.n, "batch_size": 256, "latency_ms_b1": round(1000 * lat["median_s"], 2),
+               "seconds_per_image": seconds / a.n, "batch_size": a.batch_size, "latency_ms_b1": round(1000 * lat["median_s"], 2),
                "threads": torch.get_num_threads(), "loadavg_1m": round(os.getloadavg()[0], 2)}
         log.write(row)
         print(row, flush=True)
@@ -93,6 +93,8 @@ def main() -> None:
     e.add_argument("--temperature", type=float, nargs="+", default=[1.0])
     e.add_argument("--top-k", type=int, nargs="+", default=[0])
     e.add_argument("--guidance", type=float, nargs="+", default=[1.0])
+    e.add_argument("--batch-size", type=int, default=256,
+                   help="rows per sampling call (the NAT runs 32-row chunks; measure which suits the AR)")
     e.add_argument("--n", type=int, default=10000)
     e.add_argument("--seed", type=int, default=1_000_000)
     e.add_argument("--out", required=True)
