@@ -154,6 +154,7 @@ def main() -> None:
                     help="Halton + AutoNAT strategy file (skipped if absent)")
     ap.add_argument("--series", nargs="*", default=None,
                     help="NAT series to measure (default: all; none: only diffusion / the table)")
+    ap.add_argument("--steps", type=int, nargs="*", default=None, help="only these T of the NAT series")
     ap.add_argument("--diffusion", default="auto",
                     help="diffusion model dir; 'auto' = the learning rate bench/diffusion/run_all.sh chose; '' = skip")
     ap.add_argument("--guidance", type=float, default=None,
@@ -187,6 +188,8 @@ def main() -> None:
         if args.series is not None and name not in args.series:
             continue
         for T in steps:
+            if args.steps is not None and T not in args.steps:
+                continue
             nat_point(name, model, strategy, T, args.n, args.seed, out, ref, net)
     if args.diffusion:
         diffusion_points(args.diffusion, args.n, args.seed, out, args.guidance, args.sweep_steps, args.sweep,
