@@ -125,7 +125,8 @@ PRESETS: dict[str, tuple[Callable[..., Strategy], str]] = {
 # generation search screens them before searching (`SearchConfig.screen = "hand"`), and
 # bench/hand_grid.py evaluates them on fresh seeds: the bar a searched strategy must clear.
 HAND_GRID = ("maskgit", "maskgit:1,3", "maskgit:3,3", "enat", "enat:3,1.5,2.5",
-             "halton", "halton:1,1,1,0", "halton:1,1,1.5,0", "halton:2,1,1.5,0", "halton:1,1.2,2,0")
+             "halton", "halton:1,1,1,0", "halton:1,1,1.5,0", "halton:2,1,1.5,0", "halton:1,1.2,2,0",
+             "halton:1,1,1,1", "halton:1,1,1.2,1")      # the last two: randomised start, guidance 1
 
 FIXED = {"autonat-imagenet-t8": autonat_imagenet_t8}
 
