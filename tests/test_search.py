@@ -367,6 +367,40 @@ def test_screening_searches_from_the_best_hand_setting(saved_tiny, monkeypatch):
     assert "best hand setting of the screening (halton:1,1,1.5,0)" in (saved_tiny / "s" / "report.md").read_text()
 
 
+def test_screening_confirms_its_best_few_with_more_samples(saved_tiny, monkeypatch):
+    """A setting that only shows its advantage with more samples (here: the randomised Halton start
+    scores worse at the search's n, better at 4 n) is searched from: the confirmation re-ranks the
+    screening's best few by their mean at the larger n over the search and validation seeds."""
+    import autonat.search.loop as L
+    from autonat.search.loop import SearchConfig
+    from autonat.search.run import run
+    calls = []
+
+    def fid(self, bundle, st, *, seed=None, n=None, tag="search", quiet=False):
+        calls.append((tag, n, seed, st.order))
+        big = (n or self.cfg.n) > self.cfg.n
+        if st.order == "halton-random":
+            return 1.0 if big else 2.0
+        return 1.5 if st.order == "halton" and st.tau1[-1] == 1.0 else 3.0 + (st.order == "confidence")
+    monkeypatch.setattr(L.Searcher, "fid", fid)
+    base = dict(only="generation", model=str(saved_tiny / "model"), ref_data=str(saved_tiny / "imgs"), featnet="",
+                steps=4, n=8, n_final=64, batch_size=8, bf16=False,
+                gen=GenSearchConfig(pattern_evals=2, max_updates=0), late_evals=0, validate_top=1)
+    rep = run(SearchConfig(**base), saved_tiny / "c", log=lambda *_: None)
+    screen = rep.summary["screening"]
+    # at n = 8: halton:1,1,1,0 (1.5) first, then three randomised settings (2.0); at n = 32 the
+    # two confirmed randomised ones (1.0) move ahead of it
+    assert [r["order"] for r in screen[:3]] == ["halton-random", "halton-random", "halton"]
+    assert [r["confirm"] for r in screen[:3]] == [1.0, 1.0, 1.5] and "confirm" not in screen[3]
+    confirms = [c for c in calls if c[0] == "screen-confirm"]
+    assert len(confirms) == 6 and {c[1] for c in confirms} == {32}          # 3 settings x 2 noise sets, n = 4 x 8
+    assert {c[2] for c in confirms} == {None, 500_000}
+    assert next(c for c in calls if c[0] == "gen")[3] == "halton-random"     # the search starts from it
+    calls.clear()
+    rep = run(SearchConfig(**base, screen_confirm=1), saved_tiny / "d", log=lambda *_: None)
+    assert rep.summary["screening"][0]["spec"] == "halton:1,1,1,0" and not any(c[0] == "screen-confirm" for c in calls)
+
+
 def test_screening_modes(saved_tiny, monkeypatch):
     """starts = only the listed starts; none = a search from each start; a subset of knobs never
     screens hand settings (they would change the fixed knobs)."""

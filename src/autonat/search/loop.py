@@ -131,6 +131,10 @@ class SearchConfig:
     validate_top: int = opt(3, "re-evaluate this many of the best candidates on a second noise set "
                                "(validation_seed) and keep the best mean: guards against the search "
                                "fitting one set of samples (1 = off)", min=1)
+    screen_confirm: int = opt(3, "re-evaluate this many of the best screened settings with --late-n samples "
+                                 "on the search and the validation seeds and start from the best mean (at "
+                                 "the search's n, FID can rank close settings the wrong way round); "
+                                 "0 or 1 = off", min=0)
     late_evals: int = opt(16, "late refinement: evaluations of a small-step compass search from the kept "
                               "point with --late-n samples, accepted only if it also wins on the "
                               "validation seed (+2 evaluations); 0 = off", min=0)
@@ -276,13 +280,26 @@ class Searcher:
         return res
 
     def screened(self, bundle: Bundle, candidates: list[tuple[str, Strategy]]) -> list[dict]:
-        """F of each (spec, strategy) on the search seeds, best first (the screening stage)."""
+        """F of each (spec, strategy) on the search seeds, best first (the screening stage); the
+        best `screen_confirm` are then re-ranked by their mean F at the late-refinement size on
+        the search and the validation seeds."""
         rows = []
         for k, (spec, st) in enumerate(candidates, 1):
             f = self.fid(bundle, st, tag="screen", quiet=True)
             rows.append({"spec": spec, "fid": f, "order": st.order})
             self.log(f"[screen] {k}/{len(candidates)} {spec}: {'F' if getattr(bundle, 'is_text', False) else 'FID'} {f:.3f}")
         rows.sort(key=lambda r: r["fid"])
+        k = min(self.cfg.screen_confirm, len(rows))
+        if k > 1:     # confirm the order of the best few with more samples, on two noise sets
+            n = self.cfg.late_n or min(4 * self.cfg.n, self.cfg.n_final)
+            specs = dict(candidates)
+            for r in rows[:k]:
+                st = specs[r["spec"]]
+                r["confirm"] = (self.fid(bundle, st, n=n, tag="screen-confirm", quiet=True)
+                                + self.fid(bundle, st, n=n, seed=self.cfg.validation_seed, tag="screen-confirm",
+                                           quiet=True)) / 2
+                self.log(f"[screen] confirm {r['spec']}: mean over two noise sets at n = {n}: {r['confirm']:.3f}")
+            rows[:k] = sorted(rows[:k], key=lambda r: r["confirm"])
         self.store.log_event("screen", {"model": bundle.model.identity, "candidates": rows})
         return rows
 

@@ -139,7 +139,8 @@ def run(cfg: SearchConfig, out: str | Path, log=print, show_progress: bool = Fal
             screening = s.screened(bundle, cands)
             top = screening[0]["spec"]
             pairs = [(top, dict(cands)[top])]
-            log(f"[screen] searching from {top} (search-seed FID {screening[0]['fid']:.3f})")
+            confirmed = f", confirmed {screening[0]['confirm']:.3f}" if "confirm" in screening[0] else ""
+            log(f"[screen] searching from {top} (search-seed FID {screening[0]['fid']:.3f}{confirmed})")
             hand = dict(cands)[top] if top not in specs else None    # a hand setting beat the start(s)
         results = [s.search_generation(bundle, st, tag="gen" if len(pairs) == 1 else f"gen-{spec}")
                    for spec, st in pairs]
