@@ -100,11 +100,16 @@ def diffusion_points(model: str, n: int, seed: int, out: Path, guidance: float, 
         print(f"{name} T={steps} w={w}: FID {r['fid']:.2f}, {r['gflops_per_image']:.1f} GFLOPs", flush=True)
 
 
+def read_rows(out: Path) -> list[dict]:
+    """Every measured point of every series file in OUT."""
+    return [r for f in sorted(out.glob("*.jsonl")) for r in map(json.loads, f.read_text().splitlines())]
+
+
 def table(out: Path) -> str:
     """Every point: FID with precision / recall, NFE (network passes per image), FLOPs (generator
     only; the tokenizer decoder is extra for the token models), time per image in the FID run,
     batch-1 latency."""
-    rows = [r for f in sorted(out.glob("*.jsonl")) for r in map(json.loads, f.read_text().splitlines())]
+    rows = read_rows(out)
     lines = ["| series | T | guidance | n | FID | precision / recall | NFE | GFLOPs / image | s / image (batched) "
              "| latency b1 (ms) |", "|---|---|---|---|---|---|---|---|---|---|"]
 
@@ -132,7 +137,7 @@ def comparison(out: Path) -> str:
     """Each NAT series' best point against each peer family's frontier (pixel diffusion without
     its guidance sweep; the latent and AR peers over every setting measured)."""
     from autonat.metrics.frontier import comparison_table
-    rows = [r for f in sorted(out.glob("*.jsonl")) for r in map(json.loads, f.read_text().splitlines())]
+    rows = read_rows(out)
     nats = {}
     for r in rows:
         if family(r["series"]) is None and (r["series"] not in nats or r["fid"] < nats[r["series"]]["fid"]):

@@ -23,7 +23,8 @@ import time
 import torch
 
 from autonat.baselines.latent_train import LatentTrainConfig, load_latent, train_latent
-from autonat.baselines.pixel_diffusion import ScheduleConfig, inference_copy, initial_noise, sample
+from autonat.baselines.pixel_diffusion import (ScheduleConfig, inference_copy, initial_noise, passes_per_step,
+                                               sample)
 from autonat.conditioning import ClassConditioner
 from autonat.data import to_uint8
 from autonat.evaluation import EvalConfig, score
@@ -31,9 +32,11 @@ from autonat.jobs import JsonlLog
 from autonat.metrics.cost import count_flops, time_call
 from autonat.metrics.reference import extract, load_extractor, reference_features
 
+BATCH = 32      # rows per sampling call: the NAT's chunk size
+
 
 def generate(model, schedule: ScheduleConfig, codec, solver: str, steps: int, w: float, labels: torch.Tensor,
-             seed: int, snap: bool = False, batch: int = 32) -> torch.Tensor:
+             seed: int, snap: bool = False, batch: int = BATCH) -> torch.Tensor:
     """uint8 images for `labels`; x_T of sample i is keyed by (seed, i), whatever the batching."""
     c = model.config
     h = int(round(c.seq_len ** 0.5))
@@ -71,9 +74,9 @@ def cmd_evaluate(a) -> None:
                                            clip=False), (fast,))
         lat = time_call(lambda: generate(fast, schedule, codec, a.solver, steps, w, one, 0, a.snap), repeats=5)
         row = {"series": f"latent-{a.solver}" + ("-snap" if a.snap else ""), "solver": a.solver, "steps": steps,
-               "guidance": w, "snap": a.snap, "nfe": steps * (1 if w in (0.0, 1.0) else 2), "n": a.n,
+               "guidance": w, "snap": a.snap, "nfe": steps * passes_per_step(w), "n": a.n,
                "seed": a.seed, **res, "train_seed": meta["train"]["seed"], "flops_per_image": flops,
-               "gflops_per_image": round(flops / 1e9, 4), "seconds_per_image": seconds / a.n, "batch_size": 32,
+               "gflops_per_image": round(flops / 1e9, 4), "seconds_per_image": seconds / a.n, "batch_size": BATCH,
                "latency_ms_b1": round(1000 * lat["median_s"], 2), "threads": torch.get_num_threads(),
                "loadavg_1m": round(os.getloadavg()[0], 2)}
         log.write(row)

@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from threads import ThreadGuard, add_runtime_args  # noqa: E402
 
 from autonat.baselines.pixel_diffusion import (SCHEDULERS, generate, inference_copy, initial_noise,  # noqa: E402
-                                               load_unet, sample)
+                                               load_unet, passes_per_step, sample)
 from autonat.conditioning import ClassConditioner  # noqa: E402
 from autonat.jobs import JsonlLog  # noqa: E402
 from autonat.metrics.cost import count_flops, time_call  # noqa: E402
@@ -100,7 +100,7 @@ def evaluate_point(model, net, schedule, meta: dict, a, scheduler: str, steps: i
     res.update({"series": f"diffusion-{scheduler}", "scheduler": scheduler, "steps": steps,
                 "guidance": w, "guidance_autonat_s": w - 1, "n": a.n, "seed": a.seed,
                 "flops_per_image": flops, "gflops_per_image": round(flops / 1e9, 4),
-                "nfe": steps * (1 if w in (0.0, 1.0) else 2),
+                "nfe": steps * passes_per_step(w),
                 "sample_seconds": round(sample_seconds, 2), "images_per_second": round(a.n / sample_seconds, 2),
                 "dtype": a.precision, "batch_size": a.batch_size, "model": str(a.model),
                 "parameters": count_parameters(model), "train_images_seen": meta.get("images_seen"),

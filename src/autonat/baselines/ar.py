@@ -52,6 +52,11 @@ class ARSampling:
     def __post_init__(self):
         validate(self)
 
+    @property
+    def passes(self) -> int:
+        """Network passes per token: 2 with the unconditional pass (guidance > 0), else 1."""
+        return 2 if self.guidance > 0 else 1
+
 
 class Block(nn.Module):
     def __init__(self, cfg: ARConfig):
@@ -134,7 +139,7 @@ def sample_ar(model: ARTransformer, labels: torch.Tensor, s: ARSampling, generat
     the conditional and unconditional rows run as one batch of 2B."""
     cfg = model.config
     B, dev = labels.shape[0], model.pos_emb.device
-    guided = s.guidance > 0
+    guided = s.passes == 2
     cls = torch.cat([labels, torch.full_like(labels, cfg.num_classes)]) if guided else labels
     x = model.cls_emb(cls.to(dev))[:, None]
     out = torch.empty(B, cfg.seq_len, dtype=torch.long, device=dev)

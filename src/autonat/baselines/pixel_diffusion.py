@@ -173,6 +173,12 @@ def initial_noise(seed: int, sample_ids, size: int = 32, shape: tuple[int, ...] 
     return torch.stack([torch.randn(one, generator=keyed_generator(seed, int(i), 7)) for i in sample_ids])
 
 
+def passes_per_step(w: float) -> int:
+    """Network passes per solver step under guidance weight w: w = 1 (conditional only) and w = 0
+    (unconditional only) need one, any other w both."""
+    return 1 if w in (0.0, 1.0) else 2
+
+
 def guided_output(model, x: torch.Tensor, t, labels: torch.Tensor, w: float, null_class: int,
                   autocast: bool = False) -> torch.Tensor:
     """Model output with guidance weight w (one forward, both passes batched; fp32 result)."""
@@ -186,7 +192,7 @@ def guided_output(model, x: torch.Tensor, t, labels: torch.Tensor, w: float, nul
     tt = torch.full((x_in.shape[0],), int(t), dtype=torch.long)
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
         out = model(x_in, tt, class_labels=lab).sample.float()
-    if w in (0.0, 1.0):
+    if passes_per_step(w) == 1:
         return out
     cond, uncond = out.chunk(2)
     return uncond + w * (cond - uncond)

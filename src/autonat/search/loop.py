@@ -279,6 +279,10 @@ class Searcher:
                                                                for h in res.history]})
         return res
 
+    def late_samples(self) -> int:
+        """Samples per evaluation of the screening's confirmation and the late refinement."""
+        return self.cfg.late_n or min(4 * self.cfg.n, self.cfg.n_final)
+
     def screened(self, bundle: Bundle, candidates: list[tuple[str, Strategy]]) -> list[dict]:
         """F of each (spec, strategy) on the search seeds, best first (the screening stage); the
         best `screen_confirm` are then re-ranked by their mean F at the late-refinement size on
@@ -291,7 +295,7 @@ class Searcher:
         rows.sort(key=lambda r: r["fid"])
         k = min(self.cfg.screen_confirm, len(rows))
         if k > 1:     # confirm the order of the best few with more samples, on two noise sets
-            n = self.cfg.late_n or min(4 * self.cfg.n, self.cfg.n_final)
+            n = self.late_samples()
             specs = dict(candidates)
             for r in rows[:k]:
                 st = specs[r["spec"]]
@@ -334,7 +338,7 @@ class Searcher:
         cfg = self.cfg
         if cfg.late_evals <= 0 or not res.history:
             return res
-        n = cfg.late_n or min(4 * cfg.n, cfg.n_final)
+        n = self.late_samples()
         name = "F" if getattr(bundle, "is_text", False) else "FID"
         out = late_refinement(
             lambda st: self.fid(bundle, st, n=n, tag=f"{tag}-late", quiet=True),
