@@ -36,12 +36,39 @@ def test_the_first_stage_steps_find_nothing_with_that_budget():
 
 
 def test_a_candidate_that_loses_on_the_validation_noise_is_refused():
-    def lucky_on_search_seeds(st: Strategy) -> float:     # the "improvement" is noise of one seed set
-        th, th0 = fit_family(st), fit_family(START)
-        return bowl(st) + 5.0 * sum(abs(th[k] - th0[k]) for k in th)
-    out = late_refinement(bowl, lucky_on_search_seeds, START, KNOBS, budget=16)
+    out = late_refinement(bowl, _lucky_on_search_seeds, START, KNOBS, budget=16)   # the "improvement" is noise
     assert out["candidate_search"] < out["incumbent_search"]
     assert not out["accepted"] and out["strategy"] is START
+
+
+def _lucky_on_search_seeds(st: Strategy) -> float:
+    th, th0 = fit_family(st), fit_family(START)
+    return bowl(st) + 5.0 * sum(abs(th[k] - th0[k]) for k in th)
+
+
+def test_when_the_two_noise_sets_disagree_more_samples_decide():
+    """The U-ViT T = 4 case: the candidate wins on the search seeds and loses on the validation
+    seeds. A confirmation with more samples that shows it better on both sets accepts it; one
+    that shows it worse refuses it; without a confirmation the first mean decides (refused)."""
+    calls = []
+
+    def better_with_more_samples(st):
+        calls.append(st)
+        return bowl(st), bowl(st)
+    out = late_refinement(bowl, _lucky_on_search_seeds, START, KNOBS, budget=16, confirm=better_with_more_samples)
+    assert out["candidate_validation"] > out["incumbent_validation"]            # the sets split
+    assert len(calls) == 2 and out["accepted"] and out["strategy"] is not START
+    assert sum(out["candidate_confirm"]) < sum(out["incumbent_confirm"])
+    worse = late_refinement(bowl, _lucky_on_search_seeds, START, KNOBS, budget=16,
+                            confirm=lambda st: (_lucky_on_search_seeds(st),) * 2)
+    assert not worse["accepted"] and worse["strategy"] is START
+    assert not late_refinement(bowl, _lucky_on_search_seeds, START, KNOBS, budget=16)["accepted"]
+
+
+def test_no_confirmation_when_the_two_noise_sets_agree():
+    calls = []
+    out = late_refinement(bowl, bowl, START, KNOBS, budget=16, confirm=lambda st: calls.append(st) or (0.0, 0.0))
+    assert out["accepted"] and calls == [] and "candidate_confirm" not in out
 
 
 def test_no_validation_evaluations_when_nothing_beats_the_incumbent():
@@ -71,6 +98,7 @@ def test_searcher_runs_it_with_more_samples_and_counts_its_evaluations(tmp_path,
     late = s.store.events("late_refinement")
     assert len(late) == 1 and late[0]["n"] == 32                 # 4 x n
     assert ns.count(32) == len(late[0]["history"]) + 2 * ("candidate_validation" in late[0])
+    assert ns.count(100) == 4 * ("candidate_confirm" in late[0]) and late[0]["n_confirm"] == 100   # n_final
     assert len(ns) == res.evaluations                              # every evaluation is counted
 
 

@@ -139,6 +139,10 @@ class SearchConfig:
                               "point with --late-n samples, accepted only if it also wins on the "
                               "validation seed (+2 evaluations); 0 = off", min=0)
     late_n: int = opt(0, "samples per late-refinement evaluation (0: 4 x --n, at most --n-final)", min=0)
+    late_confirm_n: int = opt(0, "when the search and the validation seeds disagree on the late candidate, "
+                                 "measure it and the incumbent again with this many samples on both sets and "
+                                 "let the lower mean decide (0: --n-final; equal to --late-n: off, the first "
+                                 "mean decides)", min=0)
     validation_seed: int = opt(500_000, "seed of that second noise set (neither the search's nor the "
                                         "final evaluations')", min=0)
     bf16: bool = opt(True, "sample (and train proxies) in bf16")
@@ -339,27 +343,37 @@ class Searcher:
         if cfg.late_evals <= 0 or not res.history:
             return res
         n = self.late_samples()
+        n_confirm = cfg.late_confirm_n or cfg.n_final
         name = "F" if getattr(bundle, "is_text", False) else "FID"
         out = late_refinement(
             lambda st: self.fid(bundle, st, n=n, tag=f"{tag}-late", quiet=True),
             lambda st: self.fid(bundle, st, n=n, seed=cfg.validation_seed, tag=f"{tag}-late-validate", quiet=True),
             res.best, searched_knobs(cfg.gen.knobs, res.best), cfg.late_evals, seed=cfg.seed + 1,
             on_eval=lambda rec: self.log(f"[{tag}-late] evaluation {rec['eval']}/{cfg.late_evals}: {name} "
-                                         f"{rec['value']:.3f} (best {rec['best_value']:.3f}, n={n})"))
+                                         f"{rec['value']:.3f} (best {rec['best_value']:.3f}, n={n})"),
+            confirm=lambda st: (self.fid(bundle, st, n=n_confirm, tag=f"{tag}-late-confirm", quiet=True),
+                                self.fid(bundle, st, n=n_confirm, seed=cfg.validation_seed,
+                                         tag=f"{tag}-late-confirm", quiet=True)))
         verdict = "accepted" if out["accepted"] else "kept the incumbent"
         if "candidate_validation" in out:
             self.log(f"[{tag}-late] candidate {out['candidate_search']:.3f} / {out['candidate_validation']:.3f} vs "
                      f"incumbent {out['incumbent_search']:.3f} / {out['incumbent_validation']:.3f} "
-                     f"(search / validation seed, n={n}): {verdict}")
+                     f"(search / validation seed, n={n})"
+                     + ("" if "candidate_confirm" in out else f": {verdict}"))
+            if "candidate_confirm" in out:
+                (cs, cv), (is_, iv) = out["candidate_confirm"], out["incumbent_confirm"]
+                self.log(f"[{tag}-late] the two sets disagree; again with n={n_confirm}: candidate {cs:.3f} / "
+                         f"{cv:.3f} vs incumbent {is_:.3f} / {iv:.3f}: {verdict}")
         else:
             self.log(f"[{tag}-late] no point beat the incumbent ({out['incumbent_search']:.3f}, n={n})")
-        self.store.log_event("late_refinement", {"tag": tag, "n": n, **{k: v for k, v in out.items()
+        self.store.log_event("late_refinement", {"tag": tag, "n": n, "n_confirm": n_confirm, **{k: v for k, v in out.items()
                                                                          if k not in ("strategy", "history")},
                                                  "history": [{k: h[k] for k in ("eval", "value", "best_value", "phase")}
                                                              for h in out["history"]],
                                                  "strategy": out["strategy"].to_dict()})
         return replace(res, best=out["strategy"],
-                       checks=res.checks + len(out["history"]) + 2 * ("candidate_validation" in out))
+                       checks=res.checks + len(out["history"]) + 2 * ("candidate_validation" in out)
+                       + 4 * ("candidate_confirm" in out))
 
     def search_training(self, strategy: Strategy, start: tuple[float, float], tag: str = "train"):
         def objective(a: float, b: float) -> float:

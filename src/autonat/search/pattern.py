@@ -130,7 +130,8 @@ def pattern_search(objective: Callable[[Strategy], float], init: Strategy, knobs
 
 def late_refinement(search: Callable[[Strategy], float], validation: Callable[[Strategy], float],
                     incumbent: Strategy, knobs: tuple[str, ...], budget: int, seed: int = 0,
-                    step_scale: float = 0.25, on_eval: Callable[[dict], None] | None = None) -> dict:
+                    step_scale: float = 0.25, on_eval: Callable[[dict], None] | None = None,
+                    confirm: Callable[[Strategy], tuple[float, float]] | None = None) -> dict:
     """More evaluations late, with a noise-aware acceptance rule.
 
     Near an optimum the neighbours' F differ by less than the noise of an n-sample FID, so the
@@ -138,9 +139,15 @@ def late_refinement(search: Callable[[Strategy], float], validation: Callable[[S
     the perceptual tokens returned its start: 1.554 on its seeds, 1.899 on the validation set).
     Here `search` and `validation` evaluate with *more* samples (two disjoint noise sets, common
     random numbers within each): a compass search with small steps (`step_scale` x the first
-    stage's) from `incumbent` on `search`, then its best point replaces the incumbent only if the
-    mean of its two F values is lower than the incumbent's. Returns {strategy, accepted, the four
-    F values, history}; `budget` counts the compass search's evaluations (2 more for validation)."""
+    stage's) from `incumbent` on `search`, then its best point is checked on `validation`.
+
+    Acceptance: if the candidate wins on both noise sets it replaces the incumbent; if the two
+    sets disagree (it won on the search set by construction, and loses on the validation set)
+    and `confirm` is given, both points are measured again by `confirm` (-> (search F,
+    validation F) with still more samples) and the lower mean there decides; without `confirm`
+    the lower mean of the two first values decides. Returns {strategy, accepted, the four F
+    values, and the confirmation's four when it ran, history}; `budget` counts the compass
+    search's evaluations (2 more for validation, 4 more for a confirmation)."""
     best, f_best, history = pattern_search(search, incumbent, knobs, budget, seed=seed, on_eval=on_eval,
                                            step_scale=step_scale)
     f_inc = history[0]["value"]
@@ -148,6 +155,13 @@ def late_refinement(search: Callable[[Strategy], float], validation: Callable[[S
     if best is incumbent or f_best >= f_inc:
         return {**out, "strategy": incumbent, "accepted": False}
     v_inc, v_best = validation(incumbent), validation(best)
-    accepted = f_best + v_best < f_inc + v_inc
-    return {**out, "incumbent_validation": v_inc, "candidate_validation": v_best, "accepted": accepted,
-            "strategy": best if accepted else incumbent}
+    out.update(incumbent_validation=v_inc, candidate_validation=v_best)
+    if v_best < v_inc:                       # both noise sets agree
+        accepted = True
+    elif confirm is not None:                # they split: measure both again with more samples
+        (ci_s, ci_v), (cb_s, cb_v) = confirm(incumbent), confirm(best)
+        out.update(incumbent_confirm=(ci_s, ci_v), candidate_confirm=(cb_s, cb_v))
+        accepted = cb_s + cb_v < ci_s + ci_v
+    else:
+        accepted = f_best + v_best < f_inc + v_inc
+    return {**out, "accepted": accepted, "strategy": best if accepted else incumbent}

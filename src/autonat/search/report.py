@@ -35,7 +35,7 @@ def cost_of_gain(store: TrialStore, fraction: float = 0.9) -> dict | None:
     evaluations use other seeds or sample counts and only add their time once they ran)."""
     rows = store.evaluations()
     main = [r for r in rows if r["tag"] == "screen" or (r["tag"].startswith("gen")
-                                                         and not r["tag"].endswith(("validate", "late")))]
+                                                         and not r["tag"].endswith(("validate", "late", "confirm")))]
     if not main:
         return None
     f0, f_end, keys = main[0]["fid"], min(r["fid"] for r in main), {r["key"] for r in main}
@@ -104,7 +104,11 @@ def write_report(out: str | Path, store: TrialStore, init: Strategy, best: Strat
                                                                       if "incumbent_validation" in e else ""),
                             f"{e['candidate_search']:.3f}" + (f" / {e['candidate_validation']:.3f}"
                                                               if "candidate_validation" in e else ""),
-                            "yes" if e["accepted"] else "no") for e in late[-1:]])]
+                            "split: decided below" if "candidate_confirm" in e else "yes" if e["accepted"] else "no")
+                           for e in late[-1:]]
+                          + [(e["n_confirm"], "%.3f / %.3f" % tuple(e["incumbent_confirm"]),
+                              "%.3f / %.3f" % tuple(e["candidate_confirm"]), "yes" if e["accepted"] else "no")
+                             for e in late[-1:] if "candidate_confirm" in e])]
     cost = cost_of_gain(store)
     if cost and cost["start"] > cost["best"]:
         lines += [f"Cost of the gain (search seeds): {cost['evaluations']} evaluations / {cost['minutes']:.1f} min "
