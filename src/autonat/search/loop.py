@@ -287,6 +287,11 @@ class Searcher:
         """Samples per evaluation of the screening's confirmation and the late refinement."""
         return self.cfg.late_n or min(4 * self.cfg.n, self.cfg.n_final)
 
+    def on_both_sets(self, bundle: Bundle, st: Strategy, n: int, tag: str) -> tuple[float, float]:
+        """(F on the search seeds, F on the validation seeds) of `st` with `n` samples each."""
+        return (self.fid(bundle, st, n=n, tag=tag, quiet=True),
+                self.fid(bundle, st, n=n, seed=self.cfg.validation_seed, tag=tag, quiet=True))
+
     def screened(self, bundle: Bundle, candidates: list[tuple[str, Strategy]]) -> list[dict]:
         """F of each (spec, strategy) on the search seeds, best first (the screening stage); the
         best `screen_confirm` are then re-ranked by their mean F at the late-refinement size on
@@ -302,10 +307,7 @@ class Searcher:
             n = self.late_samples()
             specs = dict(candidates)
             for r in rows[:k]:
-                st = specs[r["spec"]]
-                r["confirm"] = (self.fid(bundle, st, n=n, tag="screen-confirm", quiet=True)
-                                + self.fid(bundle, st, n=n, seed=self.cfg.validation_seed, tag="screen-confirm",
-                                           quiet=True)) / 2
+                r["confirm"] = sum(self.on_both_sets(bundle, specs[r["spec"]], n, "screen-confirm")) / 2
                 self.log(f"[screen] confirm {r['spec']}: mean over two noise sets at n = {n}: {r['confirm']:.3f}")
             rows[:k] = sorted(rows[:k], key=lambda r: r["confirm"])
         self.store.log_event("screen", {"model": bundle.model.identity, "candidates": rows})
@@ -351,19 +353,17 @@ class Searcher:
             res.best, searched_knobs(cfg.gen.knobs, res.best), cfg.late_evals, seed=cfg.seed + 1,
             on_eval=lambda rec: self.log(f"[{tag}-late] evaluation {rec['eval']}/{cfg.late_evals}: {name} "
                                          f"{rec['value']:.3f} (best {rec['best_value']:.3f}, n={n})"),
-            confirm=lambda st: (self.fid(bundle, st, n=n_confirm, tag=f"{tag}-late-confirm", quiet=True),
-                                self.fid(bundle, st, n=n_confirm, seed=cfg.validation_seed,
-                                         tag=f"{tag}-late-confirm", quiet=True)))
+            confirm=lambda st: self.on_both_sets(bundle, st, n_confirm, f"{tag}-late-confirm"))
         verdict = "accepted" if out["accepted"] else "kept the incumbent"
         if "candidate_validation" in out:
-            self.log(f"[{tag}-late] candidate {out['candidate_search']:.3f} / {out['candidate_validation']:.3f} vs "
-                     f"incumbent {out['incumbent_search']:.3f} / {out['incumbent_validation']:.3f} "
-                     f"(search / validation seed, n={n})"
-                     + ("" if "candidate_confirm" in out else f": {verdict}"))
+            msg = (f"[{tag}-late] candidate {out['candidate_search']:.3f} / {out['candidate_validation']:.3f} vs "
+                   f"incumbent {out['incumbent_search']:.3f} / {out['incumbent_validation']:.3f} "
+                   f"(search / validation seed, n={n})")
             if "candidate_confirm" in out:
                 (cs, cv), (is_, iv) = out["candidate_confirm"], out["incumbent_confirm"]
-                self.log(f"[{tag}-late] the two sets disagree; again with n={n_confirm}: candidate {cs:.3f} / "
-                         f"{cv:.3f} vs incumbent {is_:.3f} / {iv:.3f}: {verdict}")
+                msg += (f"; the two sets disagree, again with n={n_confirm}: candidate {cs:.3f} / {cv:.3f} vs "
+                        f"incumbent {is_:.3f} / {iv:.3f}")
+            self.log(f"{msg}: {verdict}")
         else:
             self.log(f"[{tag}-late] no point beat the incumbent ({out['incumbent_search']:.3f}, n={n})")
         self.store.log_event("late_refinement", {"tag": tag, "n": n, "n_confirm": n_confirm, **{k: v for k, v in out.items()
