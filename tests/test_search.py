@@ -418,3 +418,15 @@ def test_screening_modes(saved_tiny, monkeypatch):
         rep = run(SearchConfig(**kw, **base), saved_tiny / f"s{k}", log=lambda *_: None)
         assert sorted(r["spec"] for r in rep.summary["screening"]) == screened
         assert len(rep.summary["starts"]) == searches and "best_hand" not in rep.final
+
+
+def test_listed_starts_keep_their_preset_arguments():
+    """`--init-strategy` separates starts with commas, and a preset's arguments are commas too:
+    `halton:1,1,1.2,1` is one start (it was split into `halton:1`, `1`, `1.2`, `1`)."""
+    from autonat.presets import resolve_strategy
+    from autonat.search.loop import starts
+    got = starts("enat, halton:1,1,1.2,1,maskgit:1,3,runs/s/best_strategy.json")
+    assert got == ["enat", "halton:1,1,1.2,1", "maskgit:1,3", "runs/s/best_strategy.json"]
+    assert starts("") == ["maskgit"] and starts("halton") == ["halton"]
+    st = resolve_strategy(got[1], 8)
+    assert st.order == "halton-random"

@@ -44,8 +44,23 @@ from .training_strategy import BetaSearchConfig, line_search_beta, moment_matche
 
 
 def starts(init_strategy: str) -> list[str]:
-    """The start strategies of a search (`init_strategy` may list several, comma-separated)."""
-    return [p.strip() for p in init_strategy.split(",") if p.strip()] or ["maskgit"]
+    """The start strategies of a search (`init_strategy` may list several, comma-separated). A
+    preset's own arguments are comma-separated numbers too (`halton:1,1,1.2,1`), so a piece that is
+    a number continues the spec before it: `enat,halton:1,1,1,0` is two starts, not five."""
+    specs: list[str] = []
+    for piece in (p.strip() for p in init_strategy.split(",")):
+        if not piece:
+            continue
+        try:
+            float(piece)
+            number = True
+        except ValueError:
+            number = False
+        if number and specs:
+            specs[-1] += "," + piece
+        else:
+            specs.append(piece)
+    return specs or ["maskgit"]
 
 
 class _NoStore:
