@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -64,7 +65,8 @@ def nat_point(series: str, model: str, strategy: str, steps: int, n: int, seed: 
     r = evaluate_model(pipe.bundle, st, net, EvalConfig(n=n, seed=seed, batch_size=256), ref, False)
     r.update({"series": series, "strategy_spec": strategy, "model_name": model,
               "seconds_per_image": r["sample_seconds"] / n, "images_per_second_b256": r["images_per_second"],
-              "latency_ms_b1": round(latency_ms(pipe, st, steps), 2)})
+              "latency_ms_b1": round(latency_ms(pipe, st, steps), 2), "threads": torch.get_num_threads(),
+              "loadavg_1m": round(os.getloadavg()[0], 2), "batch_size": 256, "chunk": 32})
     with open(path, "a") as f:
         f.write(json.dumps(r) + "\n")
     print(f"{series} T={steps}: FID {r['fid']:.2f}, {r['gflops_per_image']:.2f} GFLOPs, "
@@ -101,8 +103,13 @@ def diffusion_points(model: str, n: int, seed: int, out: Path, guidance: float, 
 
 
 def read_rows(out: Path) -> list[dict]:
-    """Every measured point of every series file in OUT."""
-    return [r for f in sorted(out.glob("*.jsonl")) for r in map(json.loads, f.read_text().splitlines())]
+    """Every measured point of every series file in OUT (an AR point is labelled by its sampler setting:
+    all its points have the same T = 49)."""
+    rows = [r for f in sorted(out.glob("*.jsonl")) for r in map(json.loads, f.read_text().splitlines())]
+    for r in rows:
+        if "temperature" in r and "label" not in r:
+            r["label"] = f"t={r['temperature']:g}, s={r['guidance']:g}" + (f", top-k {r['top_k']}" if r.get("top_k") else "")
+    return rows
 
 
 def table(out: Path) -> str:
@@ -134,20 +141,17 @@ def family(series: str) -> str | None:
 
 
 def comparison(out: Path) -> str:
-    """Each NAT series' best point against each peer family's frontier (pixel diffusion without
-    its guidance sweep; the latent and AR peers over every setting measured)."""
+    """ONE table: each NAT series' best point against each peer family's frontier (pixel diffusion
+    without its guidance sweep; the latent and AR peers over every setting measured)."""
     from autonat.metrics.frontier import comparison_table
     rows = read_rows(out)
     nats = {}
     for r in rows:
         if family(r["series"]) is None and (r["series"] not in nats or r["fid"] < nats[r["series"]]["fid"]):
             nats[r["series"]] = r
-    parts = []
-    for name, _ in PEER_FAMILIES:
-        peer = [r for r in rows if family(r["series"]) == name and "sweep" not in r["series"]]
-        if peer and nats:
-            parts.append(f"Against the {name} peer ({len(peer)} points):\n\n" + comparison_table(nats, peer, name))
-    return "\n".join(parts)
+    families = {name: [r for r in rows if family(r["series"]) == name and "sweep" not in r["series"]]
+                for name, _ in PEER_FAMILIES}
+    return comparison_table(nats, families) if nats else ""
 
 
 def main() -> None:
@@ -175,13 +179,16 @@ def main() -> None:
                     help="extra diffusion batch-256 speed-only runs per point (0: the FID sampling run, at "
                          "batch 256, is the throughput measurement, as for the NATs)")
     ap.add_argument("--latency-repeats", type=int, default=10, help="diffusion batch-1 latency runs per point")
+    ap.add_argument("--table-only", action="store_true", help="measure nothing: rewrite OUT/table.md and the plot")
     args = ap.parse_args()
+    out = Path(args.out)
+    if args.table_only:
+        return write_table(out)
     if args.diffusion:
         sys.path.insert(0, str(Path(__file__).parent / "diffusion"))
         from choice import choose
         model, w = choose(model=None if args.diffusion == "auto" else args.diffusion)
         args.diffusion, args.guidance = model, w if args.guidance is None else args.guidance
-    out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     from autonat.metrics.reference import load_extractor, reference_features
     net = load_extractor("fmnist")
@@ -200,10 +207,16 @@ def main() -> None:
         diffusion_points(args.diffusion, args.n, args.seed, out, args.guidance, args.sweep_steps, args.sweep,
                          args.sweep_n, args.diffusion_steps, args.ddim_steps, ["--speed-repeats", str(args.speed_repeats),
                                                              "--latency-repeats", str(args.latency_repeats)])
-    (out / "table.md").write_text(table(out) + "\n" + comparison(out))
+    write_table(out)
+
+
+def write_table(out: Path) -> None:
+    """OUT/table.md (every point, then the one comparison table) and OUT/frontier.png."""
+    text = table(out) + "\n" + comparison(out)
+    (out / "table.md").write_text(text)
     subprocess.run([sys.executable, "-m", "autonat", "plot", "frontier", *map(str, sorted(out.glob("*.jsonl"))),
                     "--out", str(out / "frontier.png")], check=True)
-    print(table(out) + "\n" + comparison(out))
+    print(text)
 
 
 if __name__ == "__main__":

@@ -47,9 +47,30 @@ def test_when_no_peer_point_reaches_the_nat_the_named_points_are_given():
     assert n["fastest"]["steps"] == 5 and n["fastest"]["time_ratio"] == pytest.approx(3.0)
     assert n["plateau"]["steps"] == 10            # 4.4 <= 1.1 x 4.1: the cheapest point inside the plateau
     assert n["best"]["steps"] == 15 and n["best"]["flop_ratio"] == pytest.approx(15.0)
-    row = next(x for x in frontier.comparison_table({"enat": {**nat, "steps": 8}}, peer, "diffusion").splitlines()
+    row = next(x for x in frontier.comparison_table({"enat": {**nat, "steps": 8}}, {"diffusion": peer}).splitlines()
                if x.startswith("| enat"))
     assert "not reached" in row and "> " not in row and "T=10: FID 4.40; 7.0x time, 10.0x FLOPs" in row
+
+
+def test_one_table_holds_every_nat_point_against_every_peer_family_and_marks_contention():
+    nats = {"uvit": {"fid": 1.4, "seconds_per_image": 0.011, "flops_per_image": 5e9, "steps": 4},
+            "enat": {"fid": 0.9, "seconds_per_image": 0.009, "flops_per_image": 2.4e9, "steps": 8}}
+    nats["enat"]["latency_ms_b1"] = 25.0
+    ar = [{"label": "t=1.1, s=1", "steps": 49, "fid": 0.8, "seconds_per_image": 0.0128, "flops_per_image": 1.2e9,
+           "loadavg_1m": 3.1, "threads": 2, "latency_ms_b1": 100.0},                                       # timed under contention
+          {"label": "t=1.0, s=1", "steps": 49, "fid": 2.1, "seconds_per_image": 0.0125, "flops_per_image": 1.2e9}]
+    latent = _peer([(2, 13.0, 0.008), (16, 3.9, 0.038)])
+    rows = [x for x in frontier.comparison_table(nats, {"autoregressive": ar, "latent diffusion": latent}).splitlines()
+            if x.startswith("| uvit") or x.startswith("| enat")]
+    assert len(rows) == 4                                     # 2 NAT points x 2 families, in one table
+    enat_ar = next(x for x in rows if x.startswith("| enat") and "autoregressive (2)" in x)
+    # the AR reaches ENAT's FID: equal-FID ratios exist (its only point at <= 0.9 is the 0.8 one)
+    assert "reached: 1.4x time, 0.50x FLOPs" in enat_ar
+    assert "t=1.1, s=1 \u2020: FID 0.80" in enat_ar          # labelled by its setting, contention marked
+    assert "t=1.0, s=1: FID 2.10" in enat_ar                  # the fastest point is not marked
+    assert enat_ar.endswith("| 100 / 25 ms = 4.0x |")         # batch-1 latency of the peer's best point
+    uvit_latent = next(x for x in rows if x.startswith("| uvit") and "latent diffusion (2)" in x)
+    assert "not reached" in uvit_latent and "T=16: FID 3.90; 3.5x time, 3.2x FLOPs" in uvit_latent
 
 
 def test_read_frontier_labels_points_by_their_label_field_else_by_steps(tmp_path):

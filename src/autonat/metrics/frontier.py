@@ -63,21 +63,56 @@ def compare(nat: dict, peer: list[dict]) -> dict:
     return out
 
 
-def comparison_table(nats: dict[str, dict], peer: list[dict], peer_name: str = "peer") -> str:
-    """Markdown: per NAT series (its best point), the equal-FID ratio when it exists, else
-    'not reached', and the time / FLOP ratios against the peer's named points."""
-    lines = [f"| NAT (best point) | FID | ms / image | equal-FID {peer_name} ratio (time / FLOPs) | "
-             f"vs fastest {peer_name} point | vs first plateau point | vs best point |", "|---|---|---|---|---|---|---|"]
+def contended(r: dict) -> bool:
+    """Was this point timed under contention? Its record says so (`contended`), or the 1-minute load
+    it recorded exceeds the threads it ran on by more than half a core."""
+    if r.get("contended"):
+        return True
+    load, threads = r.get("loadavg_1m"), r.get("threads")
+    return load is not None and threads is not None and load > threads + 0.5
 
-    def fmt(p: dict) -> str:
-        flop = f"{p['flop_ratio']:.1f}x" if p["flop_ratio"] else "-"
-        return f"T={p['steps']}: FID {p['fid']:.2f}; {p['time_ratio']:.1f}x time, {flop} FLOPs"
-    for name, r in sorted(nats.items(), key=lambda kv: kv[1]["fid"]):
-        c = compare(r, peer)
-        eq = c.get("equal_fid")
-        eq_s = (f"{eq['time_ratio']:.1f}x / " + (f"{eq['flop_ratio']:.1f}x" if eq["flop_ratio"] else "-")) if eq \
-            else "not reached: no point has this FID"
-        n = c["named"]
-        lines.append(f"| {name} (T={r.get('steps')}) | {r['fid']:.2f} | {r['seconds_per_image'] * 1000:.1f} | {eq_s} | "
-                     f"{fmt(n['fastest'])} | {fmt(n['plateau'])} | {fmt(n['best'])} |")
+
+def _name(r: dict) -> str:
+    return r.get("label") or f"T={r.get('steps')}"
+
+
+def _ratio(x: float | None) -> str:
+    return f"{x:.2f}x" if x is not None and x < 0.995 else (f"{x:.1f}x" if x is not None else "-")
+
+
+def _latency(peer: dict, nat: dict) -> str:
+    a, b = peer.get("latency_ms_b1"), nat.get("latency_ms_b1")
+    return f"{a:.0f} / {b:.0f} ms = {_ratio(a / b)}" if a and b else "-"
+
+
+def comparison_table(nats: dict[str, dict], families: dict[str, list[dict]]) -> str:
+    """Markdown: ONE table, a row per (NAT point, peer family). Columns: does any peer point reach the
+    NAT's FID (then the equal-FID peer / NAT ratios, time and FLOPs), and the time and FLOP ratios
+    against the peer's fastest point, first point inside the plateau and best point, each with its
+    FID, and the batch-1 latency of the peer's best point against the NAT's. Ratios are peer / NAT (above 1: the NAT is cheaper). A point timed under contention is
+    marked with a dagger."""
+    lines = ["| NAT point | FID | ms / image | GFLOPs / image | peer family (points) | equal FID: peer / NAT time, "
+             "FLOPs | vs the peer's fastest point | vs its first plateau point | vs its best point | "
+             "batch-1 latency, peer's best point / NAT |", "|---|---|---|---|---|---|---|---|---|---|"]
+
+    def mark(r: dict) -> str:
+        return " \u2020" if contended(r) else ""
+
+    def fmt(p: dict, r: dict) -> str:
+        return (f"{_name(p)}{mark(r)}: FID {p['fid']:.2f}; {_ratio(p['time_ratio'])} time, "
+                f"{_ratio(p['flop_ratio'])} FLOPs")
+    for name, nat in sorted(nats.items(), key=lambda kv: kv[1]["fid"]):
+        for fam, peer in families.items():
+            if not peer:
+                continue
+            c = compare(nat, peer)
+            eq = c.get("equal_fid")
+            eq_s = (f"reached: {_ratio(eq['time_ratio'])} time, {_ratio(eq['flop_ratio'])} FLOPs" if eq
+                    else "not reached: no peer point has this FID")
+            pts = named_points(peer)
+            flops = f"{nat['flops_per_image'] / 1e9:.2f}" if nat.get("flops_per_image") else "-"
+            lines.append(f"| {name} ({_name(nat)}){mark(nat)} | {nat['fid']:.2f} | {nat['seconds_per_image'] * 1000:.1f} | "
+                         f"{flops} | {fam} ({len(peer)}) | {eq_s} | "
+                         + " | ".join(fmt(c["named"][k], pts[k]) for k in ("fastest", "plateau", "best"))
+                         + f" | {_latency(pts['best'], nat)} |")
     return "\n".join(lines) + "\n"
