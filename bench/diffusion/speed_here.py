@@ -14,7 +14,8 @@ and 16 (32-row forwards: the NAT's chunks, which also hold the guidance pair). T
 point's `seconds_per_image` (the peer gets its best engineering); all are kept, with the batch-1
 latency. FID, NFE and the recorded machine's time
 come from --fid; FLOPs are counted here (they do not depend on the machine). One JSON line per
-point, replacing the file; a `fid_source` field says where the FID was measured.
+point, replacing the file (not one that holds points measured with their own FID, unless --force);
+a `fid_source` field says where the FID was measured.
 """
 from __future__ import annotations
 
@@ -42,13 +43,18 @@ def main(argv=None) -> None:
     p.add_argument("--speed-repeats", type=int, default=2)
     p.add_argument("--latency-repeats", type=int, default=5)
     p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--force", action="store_true", help="replace --out even if it holds measured points")
     add_runtime_args(p)
     a = p.parse_args(argv)
     try:
         rec = json.loads(a.fid.read_text())
-        points, scheduler, w = rec["points"], rec["scheduler"], float(rec["guidance"])
+        points, scheduler, w, _ = rec["points"], rec["scheduler"], float(rec["guidance"]), int(rec["n"])
     except (OSError, ValueError, KeyError) as e:
         raise SystemExit(f"speed_here.py: cannot read the recorded FIDs {a.fid}: {e}")
+    if a.out.is_file() and not a.force and any("fid_source" not in json.loads(line)
+                                                for line in a.out.read_text().splitlines() if line.strip()):
+        raise SystemExit(f"speed_here.py: {a.out} holds points measured with their own FID (no fid_source); "
+                         "it would replace them: choose another --out, or --force")
     if any(not 1 <= c <= 256 for c in a.chunks):
         raise SystemExit(f"speed_here.py: --chunks must be between 1 and 256 images, got {a.chunks}")
     try:
@@ -65,7 +71,7 @@ def main(argv=None) -> None:
         best = min(ms, key=ms.get)
         flops = sampling_flops(model, schedule, scheduler, steps, w)
         rows.append({"series": f"diffusion-{scheduler}", "scheduler": scheduler, "steps": steps, "guidance": w,
-                     "n": 10000, "fid": pt["fid"], "fid_source": f"{rec['date']}, {rec['machine']} ({a.fid.name})",
+                     "n": int(rec["n"]), "fid": pt["fid"], "fid_source": f"{rec['date']}, {rec['machine']} ({a.fid.name})",
                      "nfe": steps * passes_per_step(w), "flops_per_image": flops, "gflops_per_image": round(flops / 1e9, 4),
                      "seconds_per_image": ms[best] / 1000, "speed_chunk": best,
                      **{f"ms_per_image_chunk{c}": round(v, 2) for c, v in ms.items()},
