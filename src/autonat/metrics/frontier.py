@@ -56,6 +56,7 @@ def compare(nat: dict, peer: list[dict]) -> dict:
     out["named"] = {}
     for name, r in named_points(peer).items():
         out["named"][name] = {"fid": r["fid"], "steps": r.get("steps"), "label": r.get("label", ""),
+                              "contended": contended(r), "latency_ms_b1": r.get("latency_ms_b1"),
                               "time_ratio": r["seconds_per_image"] / nat["seconds_per_image"],
                               "flop_ratio": (r["flops_per_image"] / nat["flops_per_image"]
                                              if r.get("flops_per_image") and nat.get("flops_per_image") else None),
@@ -85,21 +86,22 @@ def _latency(peer: dict, nat: dict) -> str:
     return f"{a:.0f} / {b:.0f} ms = {_ratio(a / b)}" if a and b else "-"
 
 
+def _mark(contended_: bool) -> str:
+    return " \u2020" if contended_ else ""
+
+
 def comparison_table(nats: dict[str, dict], families: dict[str, list[dict]]) -> str:
-    """Markdown: ONE table, a row per (NAT point, peer family). Columns: does any peer point reach the
-    NAT's FID (then the equal-FID peer / NAT ratios, time and FLOPs), and the time and FLOP ratios
+    """Markdown: ONE table, a row per (NAT point, peer family). Columns: does any peer point reach
+    the NAT's FID (then the equal-FID peer / NAT ratios, time and FLOPs), the time and FLOP ratios
     against the peer's fastest point, first point inside the plateau and best point, each with its
-    FID, and the batch-1 latency of the peer's best point against the NAT's. Ratios are peer / NAT (above 1: the NAT is cheaper). A point timed under contention is
-    marked with a dagger."""
+    FID, and the batch-1 latency of the peer's best point against the NAT's. Ratios are peer / NAT
+    (above 1: the NAT is cheaper). A point timed under contention is marked with a dagger."""
     lines = ["| NAT point | FID | ms / image | GFLOPs / image | peer family (points) | equal FID: peer / NAT time, "
              "FLOPs | vs the peer's fastest point | vs its first plateau point | vs its best point | "
              "batch-1 latency, peer's best point / NAT |", "|---|---|---|---|---|---|---|---|---|---|"]
 
-    def mark(r: dict) -> str:
-        return " \u2020" if contended(r) else ""
-
-    def fmt(p: dict, r: dict) -> str:
-        return (f"{_name(p)}{mark(r)}: FID {p['fid']:.2f}; {_ratio(p['time_ratio'])} time, "
+    def fmt(p: dict) -> str:
+        return (f"{_name(p)}{_mark(p['contended'])}: FID {p['fid']:.2f}; {_ratio(p['time_ratio'])} time, "
                 f"{_ratio(p['flop_ratio'])} FLOPs")
     for name, nat in sorted(nats.items(), key=lambda kv: kv[1]["fid"]):
         for fam, peer in families.items():
@@ -109,10 +111,9 @@ def comparison_table(nats: dict[str, dict], families: dict[str, list[dict]]) -> 
             eq = c.get("equal_fid")
             eq_s = (f"reached: {_ratio(eq['time_ratio'])} time, {_ratio(eq['flop_ratio'])} FLOPs" if eq
                     else "not reached: no peer point has this FID")
-            pts = named_points(peer)
             flops = f"{nat['flops_per_image'] / 1e9:.2f}" if nat.get("flops_per_image") else "-"
-            lines.append(f"| {name} ({_name(nat)}){mark(nat)} | {nat['fid']:.2f} | {nat['seconds_per_image'] * 1000:.1f} | "
-                         f"{flops} | {fam} ({len(peer)}) | {eq_s} | "
-                         + " | ".join(fmt(c["named"][k], pts[k]) for k in ("fastest", "plateau", "best"))
-                         + f" | {_latency(pts['best'], nat)} |")
+            lines.append(f"| {name} ({_name(nat)}){_mark(contended(nat))} | {nat['fid']:.2f} | "
+                         f"{nat['seconds_per_image'] * 1000:.1f} | {flops} | {fam} ({len(peer)}) | {eq_s} | "
+                         + " | ".join(fmt(c["named"][k]) for k in ("fastest", "plateau", "best"))
+                         + f" | {_latency(c['named']['best'], nat)} |")
     return "\n".join(lines) + "\n"
