@@ -258,6 +258,39 @@ def test_schedule_family_holds_the_linear_presets():
             assert max(abs(a - b) for a, b in zip(getattr(back, k), getattr(st, k))) < 2e-3, (st.name, k)
 
 
+def test_schedule_family_holds_its_start_exactly_even_when_it_is_not_cosine_or_linear():
+    """Halton's r is an arcsin count schedule and its tau1 = 1 / (a linear logit multiplier): the
+    family is built around the start, so its fit is the start itself, and a cosine start still
+    moves along the cosine family (r = cos(pi/2 x^q))."""
+    import math
+
+    import numpy as np
+
+    from autonat.presets import resolve_strategy
+    from autonat.search.pattern import family_strategy, fit_family
+    for spec, T in (("halton", 8), ("halton:1,1,1.2,1", 8), ("halton:1,1,1,0", 4), ("enat", 8)):
+        st = resolve_strategy(spec, T)
+        assert family_strategy(fit_family(st), st) == st, spec
+    th = fit_family(maskgit(8))
+    moved = family_strategy({**th, "log_q": th["log_q"] + 0.3}, maskgit(8))
+    x = np.arange(1, 9) / 8
+    assert np.allclose(moved.r[:-1], np.cos(np.pi / 2 * x[:-1] ** math.exp(th["log_q"] + 0.3)), atol=1e-12)
+
+
+def test_pattern_search_improves_a_halton_start_next_to_its_optimum():
+    """The arccos Halton model's search: every move was measured around the start's nearest cosine
+    member (worse than the start), so a better point beside the start was never found."""
+    from autonat.presets import halton
+    start = halton(8, 1.0, 1.0, 1.0, 0)
+    want_r = torch.tensor(start.r, dtype=torch.float64)
+
+    def near_start(st):       # optimum: the start's own r with a guidance ramp ending at 1.5
+        return float(10 * ((torch.tensor(st.r) - want_r) ** 2).sum() + (st.s[-1] - 1.5) ** 2)
+    res = optimize_generation(near_start, start, GenSearchConfig(method="pattern", pattern_evals=20, max_updates=0))
+    assert near_start(start) == pytest.approx(0.25)
+    assert res.best_value < 0.02 and res.best.order == "halton", res.best_value
+
+
 def _hand_optimum(st: Strategy) -> float:
     """FID-like objective whose optimum is a hand knob: tau1 ramping 1 -> 0.6, guidance 2 -> 2."""
     want_tau1 = torch.linspace(1.0, 0.6, st.steps, dtype=torch.float64)

@@ -8,12 +8,20 @@ while FID differences between neighbouring per-step vectors drown in evaluation 
 first over the shapes people tune by hand, then refining per step, reaches those settings within
 the budget (docs/RESULTS.md, "Search convergence").
 
-The family (t = 1..T, x = t / T):
-    r(t)    = cos(pi/2 * x^q)             q > 0 (q = 1: MaskGIT's cosine; q ~ 0.9: Halton's arcsin)
-    tau1(t) = linear from a to b
-    tau2(t) = linear from c to d over t = 1..T-1 (tau2(T) is unused)
-    s(t)    = linear from e to f
-theta = [log q, a, b, c, d, e, f]; knobs not searched keep their values; rounding, token order and
+The family (t = 1..T, x = t / T) is built around a template strategy (the search's start):
+    r(t)    = cos(pi/2 * U(x^(q / q0)))   U = the template's own u = (2/pi) arccos r, interpolated
+                                           linearly in log u vs log x, so for a cosine template
+                                           (u = x^q0) r(t) = cos(pi/2 x^q) exactly (q = 1: MaskGIT)
+    tau1(t) = template tau1(t) + a linear ramp moving its end points to a, b
+    tau2(t) = the same over t = 1..T-1 (tau2(T) is unused), end points c, d
+    s(t)    = the same, end points e, f
+theta = [log q, a, b, c, d, e, f]; `fit_family(template)` gives q0 (least squares on log u vs
+log x) and the template's end points, so the family holds the template exactly at its fit, and
+holds the old family (cosine r, linear ramps) exactly for cosine / linear templates. Without the
+template's own shapes, a start such as Halton's (arcsin r, tau1 = 1 / linear multiplier) was
+replaced by its nearest cosine / linear member, worse than the start (2.27 vs 2.07 on the arccos
+Halton model), and every compass move was measured around that point instead of the start.
+Knobs not searched keep their values; rounding, token order and
 always_uncond come from the start. Compass search: try +-step on each coordinate (in a seeded
 order), move to the first improvement and keep going that way while it improves; when no
 coordinate improves, halve every step; stop at the evaluation budget or when steps are tiny.
@@ -41,21 +49,46 @@ def _ramp(a: float, b: float, n: int) -> list[float]:
     return list(np.linspace(a, b, n)) if n > 1 else [a]
 
 
-def family_strategy(theta: dict[str, float], template: Strategy) -> Strategy:
-    """The strategy of parameters `theta` (rules and token order from `template`)."""
-    T = template.steps
+def _warp_r(r: tuple[float, ...], q_ratio: float) -> np.ndarray:
+    """r of a schedule evaluated at warped time x^q_ratio (q_ratio = 1: r itself)."""
+    T = len(r)
     x = np.arange(1, T + 1) / T
-    r = np.cos(np.pi / 2 * x ** math.exp(theta["log_q"]))
+    if q_ratio == 1.0 or T == 1:
+        return np.asarray(r, dtype=np.float64)
+    u = np.arccos(np.clip(np.asarray(r, dtype=np.float64), 0.0, 1.0)) * 2 / np.pi
+    lx, lu = np.log(x), np.log(np.clip(u, 1e-9, 1.0))
+    lu = np.maximum.accumulate(lu)                           # r non-increasing -> u non-decreasing
+    want = q_ratio * lx
+    inner = np.interp(want, lx, lu)                          # inside [1/T, 1]
+    slope = (lu[1] - lu[0]) / (lx[1] - lx[0])                # below 1/T: the first segment's power law
+    warped = np.where(want < lx[0], lu[0] + slope * (want - lx[0]), inner)
+    return np.cos(np.pi / 2 * np.exp(np.minimum(warped, 0.0)))
+
+
+def _shifted(values: tuple[float, ...], start: float, end: float) -> list[float]:
+    """`values` plus the linear ramp that moves its first and last entries to `start` and `end`."""
+    n = len(values)
+    w = np.linspace(0.0, 1.0, n) if n > 1 else np.zeros(1)
+    return list(np.asarray(values) + (start - values[0]) * (1 - w) + (end - values[-1]) * w)
+
+
+def family_strategy(theta: dict[str, float], template: Strategy) -> Strategy:
+    """The strategy of parameters `theta` around `template` (see module docstring; rules and token
+    order from `template`)."""
+    T = template.steps
+    r = _warp_r(template.r, math.exp(theta["log_q"] - fit_family(template)["log_q"]))
     r[-1] = 0.0
-    tau2 = _ramp(theta["tau2_start"], theta["tau2_end"], T - 1) + [template.tau2[-1]] if T > 1 else list(template.tau2)
-    return replace(template, r=tuple(np.clip(r, 0.0, 1.0)),
-                   tau1=tuple(max(0.0, v) for v in _ramp(theta["tau1_start"], theta["tau1_end"], T)),
-                   tau2=tuple(max(0.0, v) for v in tau2), s=tuple(max(0.0, v) for v in _ramp(theta["s_start"], theta["s_end"], T)))
+    tau2 = (_shifted(template.tau2[:-1], theta["tau2_start"], theta["tau2_end"]) + [template.tau2[-1]]
+            if T > 1 else list(template.tau2))
+    return replace(template, r=tuple(float(v) for v in np.clip(r, 0.0, 1.0)),
+                   tau1=tuple(max(0.0, v) for v in _shifted(template.tau1, theta["tau1_start"], theta["tau1_end"])),
+                   tau2=tuple(max(0.0, v) for v in tau2),
+                   s=tuple(max(0.0, v) for v in _shifted(template.s, theta["s_start"], theta["s_end"])))
 
 
 def fit_family(st: Strategy) -> dict[str, float]:
-    """The family member closest to `st`: end points of its tau1/tau2/s schedules, and q from the
-    least-squares fit of its r schedule (exact for the maskgit and enat presets)."""
+    """The family parameters of `st`: end points of its tau1/tau2/s schedules, and q from the
+    least-squares fit of its r schedule to cos(pi/2 x^q) (exact for the maskgit and enat presets)."""
     T = st.steps
     x = np.arange(1, T) / T
     r = np.clip(np.asarray(st.r[:-1]), 1e-6, 1 - 1e-6)
@@ -95,9 +128,10 @@ def pattern_search(objective: Callable[[Strategy], float], init: Strategy, knobs
             on_eval(rec)
         return f
 
-    F(None, "start")
+    f = F(None, "start")
     theta = fit_family(init)
-    f = F(theta, "family") if len(history) < budget else float("inf")
+    if family_strategy(theta, init) != init and len(history) < budget:     # a template the family cannot hold
+        f = F(theta, "family")
     step = {p: INITIAL_STEP[p] * step_scale for p in names}
     gen = torch.Generator().manual_seed(seed)
     while len(history) < budget and names and any(step[p] > INITIAL_STEP[p] * step_scale * MIN_STEP_FRACTION

@@ -141,7 +141,7 @@ def run(cfg: SearchConfig, out: str | Path, log=print, show_progress: bool = Fal
             pairs = [(top, dict(cands)[top])]
             confirmed = f", confirmed {screening[0]['confirm']:.3f}" if "confirm" in screening[0] else ""
             log(f"[screen] searching from {top} (search-seed FID {screening[0]['fid']:.3f}{confirmed})")
-            hand = dict(cands)[top] if top not in specs else None    # a hand setting beat the start(s)
+            hand = dict(cands)[top] if top != specs[0] else None     # another setting beat the first start
         results = [s.search_generation(bundle, st, tag="gen" if len(pairs) == 1 else f"gen-{spec}")
                    for spec, st in pairs]
         res = min(results, key=lambda r: r.best_value)
@@ -167,7 +167,7 @@ def run(cfg: SearchConfig, out: str | Path, log=print, show_progress: bool = Fal
     if model.is_text:   # F = FID + alignment term: keep the two parts of each final evaluation
         final["alignment_weight"] = cfg.alignment_weight
         final["detail"] = {k: v for k, v in s.final_metrics.items()}
-    if hand is not None:                 # the screened hand setting the search started from
+    if hand is not None:        # the screened setting the search started from, when it is not the baseline
         final["best_hand"] = {"spec": screening[0]["spec"], "fid": s.final_eval(model, hand, "final-best-hand")}
     if cfg.only == "all":   # the paper's Table 6a: which half of the search (training / generation) helps
         final["ablation"] = {"baseline": final["baseline"],
