@@ -463,3 +463,20 @@ def test_listed_starts_keep_their_preset_arguments():
     assert starts("") == ["maskgit"] and starts("halton") == ["halton"]
     st = resolve_strategy(got[1], 8)
     assert st.order == "halton-random"
+
+
+def test_a_listed_start_that_beats_the_first_is_reported_on_fresh_seeds_too(saved_tiny, monkeypatch):
+    """--screen starts: the first start is the baseline of the fresh-seed report; when the screening
+    picks another start, that start is evaluated on the fresh seeds as well (it is the hand setting
+    the found strategy must beat)."""
+    from autonat.search.loop import SearchConfig
+    from autonat.search.run import run
+    calls = []
+    _hand_loving_fid(monkeypatch, calls)
+    cfg = SearchConfig(only="generation", model=str(saved_tiny / "model"), ref_data=str(saved_tiny / "imgs"),
+                       steps=4, n=8, n_final=8, batch_size=8, bf16=False, screen="starts",
+                       init_strategy="maskgit,halton:1,1,1.5,0", gen=GenSearchConfig(pattern_evals=4, max_updates=0))
+    rep = run(cfg, saved_tiny / "b", log=lambda *_: None)
+    assert rep.summary["screening"][0]["spec"] == "halton:1,1,1.5,0"
+    assert rep.final["best_hand"]["spec"] == "halton:1,1,1.5,0"
+    assert rep.final["best_hand"]["fid"] > 0 and rep.final["baseline"] != rep.final["best_hand"]["fid"]
