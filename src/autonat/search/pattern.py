@@ -45,10 +45,6 @@ INITIAL_STEP = {"log_q": 0.25, "tau1_start": 0.25, "tau1_end": 0.25, "tau2_start
 MIN_STEP_FRACTION = 1 / 8        # stop refining once every step is below 1/8 of its initial size
 
 
-def _ramp(a: float, b: float, n: int) -> list[float]:
-    return list(np.linspace(a, b, n)) if n > 1 else [a]
-
-
 def _warp_r(r: tuple[float, ...], q_ratio: float) -> np.ndarray:
     """r of a schedule evaluated at warped time x^q_ratio (q_ratio = 1: r itself)."""
     T = len(r)
@@ -69,7 +65,7 @@ def _shifted(values: tuple[float, ...], start: float, end: float) -> list[float]
     """`values` plus the linear ramp that moves its first and last entries to `start` and `end`."""
     n = len(values)
     w = np.linspace(0.0, 1.0, n) if n > 1 else np.zeros(1)
-    return list(np.asarray(values) + (start - values[0]) * (1 - w) + (end - values[-1]) * w)
+    return [float(v) for v in np.asarray(values) + (start - values[0]) * (1 - w) + (end - values[-1]) * w]
 
 
 def family_strategy(theta: dict[str, float], template: Strategy) -> Strategy:
