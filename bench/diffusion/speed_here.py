@@ -12,10 +12,10 @@ point the time of 256 images is measured per --chunks value, bf16 weights and th
 the NATs: 256 images per call (512-row forwards with guidance: how the FIDs were sampled), 32,
 and 16 (32-row forwards: the NAT's chunks, which also hold the guidance pair). The fastest is the
 point's `seconds_per_image` (the peer gets its best engineering); all are kept, with the batch-1
-latency. FID, NFE and the recorded machine's time
-come from --fid; FLOPs are counted here (they do not depend on the machine). One JSON line per
-point, replacing the file (not one that holds points measured with their own FID, unless --force);
-a `fid_source` field says where the FID was measured.
+latency. FID, n and the recorded machine's time come from --fid; NFE and FLOPs are counted here
+(they do not depend on the machine). One JSON line per point, replacing the file (not one that
+holds points measured with their own FID, unless --force); a `fid_source` field says where the
+FID was measured.
 """
 from __future__ import annotations
 
@@ -48,7 +48,7 @@ def main(argv=None) -> None:
     a = p.parse_args(argv)
     try:
         rec = json.loads(a.fid.read_text())
-        points, scheduler, w, _ = rec["points"], rec["scheduler"], float(rec["guidance"]), int(rec["n"])
+        points, scheduler, w, n = rec["points"], rec["scheduler"], float(rec["guidance"]), int(rec["n"])
     except (OSError, ValueError, KeyError) as e:
         raise SystemExit(f"speed_here.py: cannot read the recorded FIDs {a.fid}: {e}")
     if a.out.is_file() and not a.force and any("fid_source" not in json.loads(line)
@@ -71,7 +71,7 @@ def main(argv=None) -> None:
         best = min(ms, key=ms.get)
         flops = sampling_flops(model, schedule, scheduler, steps, w)
         rows.append({"series": f"diffusion-{scheduler}", "scheduler": scheduler, "steps": steps, "guidance": w,
-                     "n": int(rec["n"]), "fid": pt["fid"], "fid_source": f"{rec['date']}, {rec['machine']} ({a.fid.name})",
+                     "n": n, "fid": pt["fid"], "fid_source": f"{rec['date']}, {rec['machine']} ({a.fid.name})",
                      "nfe": steps * passes_per_step(w), "flops_per_image": flops, "gflops_per_image": round(flops / 1e9, 4),
                      "seconds_per_image": ms[best] / 1000, "speed_chunk": best,
                      **{f"ms_per_image_chunk{c}": round(v, 2) for c, v in ms.items()},
