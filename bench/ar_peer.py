@@ -70,6 +70,7 @@ def cmd_evaluate(a) -> None:
         lat = time_call(lambda: generate(model, tok, one, s, 0), repeats=5)
         row = {"series": "ar", "temperature": t, "top_k": k, "guidance": w, "steps": model.config.seq_len,
                "nfe": model.config.seq_len * s.passes, "n": a.n, "seed": a.seed, **res,
+               "train_seed": meta["train"]["seed"],
                "flops_per_image": flops, "gflops_per_image": round(flops / 1e9, 4),
                "seconds_per_image": seconds / a.n, "batch_size": a.batch_size, "latency_ms_b1": round(1000 * lat["median_s"], 2),
                "threads": torch.get_num_threads(), "loadavg_1m": round(os.getloadavg()[0], 2)}

@@ -9,7 +9,8 @@ token decoding + tokenizer decoding for the NATs, the whole solver loop for diff
 
 One JSONL file per series in OUT (resumable: points already there are skipped), then
 OUT/frontier.png (FID vs GFLOPs and vs seconds/image) and OUT/table.md (every point, then the
-comparison of `autonat.metrics.frontier`: equal-FID ratios where they exist, named points where not).
+comparison of `autonat.metrics.frontier`: equal-FID ratios where they exist, named points where not;
+then, if OUT/seeds/*.jsonl holds evaluations of second training seeds, the seed table).
 """
 from __future__ import annotations
 
@@ -210,9 +211,23 @@ def main() -> None:
     write_table(out)
 
 
+def seeds(out: Path) -> str:
+    """The training-seed repeats: points in OUT/seeds/*.jsonl (evaluations of a second training seed's
+    weights, each row naming its `train_seed`) beside the same settings in OUT (the frontier's models,
+    all trained with seed 0)."""
+    from autonat.metrics.frontier import seed_table
+    repeats = read_rows(out / "seeds") if (out / "seeds").is_dir() else []
+    text = seed_table(read_rows(out), repeats) if repeats else ""
+    return "Training seeds (same sampler setting, n and sampling seed; only the weights differ):\n\n" + text \
+        if text else ""
+
+
 def write_table(out: Path) -> None:
-    """OUT/table.md (every point, then the one comparison table) and OUT/frontier.png."""
+    """OUT/table.md (every point, the one comparison table, the training-seed repeats) and
+    OUT/frontier.png."""
     text = table(out) + "\n" + comparison(out)
+    if s := seeds(out):
+        text += "\n" + s
     (out / "table.md").write_text(text)
     subprocess.run([sys.executable, "-m", "autonat", "plot", "frontier", *map(str, sorted(out.glob("*.jsonl"))),
                     "--out", str(out / "frontier.png")], check=True)

@@ -80,3 +80,35 @@ def test_read_frontier_labels_points_by_their_label_field_else_by_steps(tmp_path
                  + "\n" + json.dumps({"fid": 4.0, "flops_per_image": 4e10, "steps": 20}) + "\n")
     pts = read_frontier([f])
     assert [(p["group"], p["label"], p["gflops"]) for p in pts] == [("sweep", "w=3", 20.0), ("d", "T=20", 40.0)]
+
+
+def _pt(series, fid, train_seed=None, seed=10**6, **kw):
+    r = {"series": series, "steps": kw.pop("steps", 16), "guidance": 2.0, "n": 10000, "seed": seed, "fid": fid,
+         "precision": 0.86, "recall": 0.63, "seconds_per_image": 0.04, **kw}
+    if train_seed is not None:
+        r["train_seed"] = train_seed
+    return r
+
+
+def test_seed_table_pairs_the_same_setting_across_training_seeds_and_gives_the_spread():
+    base = [_pt("latent-dpmpp2m", 3.91), _pt("latent-dpmpp2m", 4.58, steps=8), _pt("uvit", 1.4, steps=4)]
+    rep = [_pt("latent-dpmpp2m", 4.31, train_seed=1)]
+    text = frontier.seed_table(base, rep)
+    rows = [x for x in text.splitlines() if x.startswith("| latent") or x.startswith("| uvit")]
+    assert len(rows) == 1                                  # T=8 and the NAT have one seed: not shown
+    assert "train seed 0: FID, P / R | train seed 1: FID, P / R" in text
+    assert "| 3.91, 0.860 / 0.630 | 4.31, 0.860 / 0.630 | 0.40 (10% of the mean) |" in rows[0]
+    assert "T=16" in rows[0] and "n = 10000" in rows[0]
+
+
+def test_seed_table_never_pairs_different_sampling_seeds_or_settings():
+    base = [_pt("latent-dpmpp2m", 3.91, seed=0), _pt("latent-dpmpp2m", 3.5, guidance=3.0)]
+    rep = [_pt("latent-dpmpp2m", 4.31, train_seed=1)]
+    assert frontier.seed_table(base, rep) == ""            # nothing was evaluated with two training seeds
+
+
+def test_seed_table_refuses_rows_that_would_fake_a_spread():
+    with pytest.raises(ValueError, match="train_seed"):     # a repeat must say which weights made it
+        frontier.seed_table([_pt("ar", 0.79)], [_pt("ar", 0.76)])
+    with pytest.raises(ValueError, match="twice with training seed 0"):   # a re-draw is not a second seed
+        frontier.seed_table([_pt("ar", 0.79)], [_pt("ar", 0.76, train_seed=0)])

@@ -109,7 +109,8 @@ def evaluate_point(model, net, schedule, meta: dict, a, scheduler: str, steps: i
                 "sample_seconds": round(sample_seconds, 2), "images_per_second": round(a.n / sample_seconds, 2),
                 "dtype": a.precision, "batch_size": a.batch_size, "model": str(a.model),
                 "parameters": count_parameters(model), "train_images_seen": meta.get("images_seen"),
-                "lr": meta.get("train", {}).get("lr"), "loadavg_1m": round(os.getloadavg()[0], 2),
+                "lr": meta.get("train", {}).get("lr"), "train_seed": meta.get("train", {}).get("seed"),
+                "loadavg_1m": round(os.getloadavg()[0], 2),
                 "sample_threads": threads, "sample_others_cpu": round(sum(others[1:]) / max(1, len(others) - 1), 3)})
     res.update(speed(net, schedule, scheduler, steps, w, a.precision == "autocast", a.speed_repeats,
                      a.latency_repeats, guard, a.chunk))

@@ -117,3 +117,46 @@ def comparison_table(nats: dict[str, dict], families: dict[str, list[dict]]) -> 
                          + " | ".join(fmt(c["named"][k]) for k in ("fastest", "plateau", "best"))
                          + f" | {_latency(c['named']['best'], nat)} |")
     return "\n".join(lines) + "\n"
+
+
+SETTING_KEYS = ("series", "steps", "guidance", "temperature", "top_k", "n", "seed")
+
+
+def setting(r: dict) -> tuple:
+    """What makes two evaluations the same point: series, sampler setting, n and sampling seed
+    (everything but the weights)."""
+    return tuple(r.get(k) for k in SETTING_KEYS)
+
+
+def seed_table(base: list[dict], repeats: list[dict], base_seed: int = 0) -> str:
+    """Markdown: each point evaluated with more than one training seed, one row per point: FID and
+    precision / recall per training seed, and the FID spread (max - min, and as a share of the
+    mean FID) across the seeds. `base`
+    rows without a `train_seed` field count as trained with `base_seed` (the frontier's models);
+    a repeat must name its seed. Only settings present in both lists are shown; a point measured
+    twice with one training seed is an error (it would pass as a seed spread). Empty string if no
+    point has two seeds."""
+    wanted = {setting(r) for r in repeats}
+    by: dict[tuple, dict[int, dict]] = {}
+    for r, default in [(r, base_seed) for r in base if setting(r) in wanted] + [(r, None) for r in repeats]:
+        seed = r.get("train_seed", default)
+        if seed is None:
+            raise ValueError(f"repeat row {setting(r)} does not say which training seed made it (train_seed)")
+        seeds = by.setdefault(setting(r), {})
+        if seed in seeds:
+            raise ValueError(f"{setting(r)} is evaluated twice with training seed {seed}")
+        seeds[seed] = r
+    seeds_seen = sorted({s for v in by.values() if len(v) > 1 for s in v})
+    lines = ["| point | " + " | ".join(f"train seed {s}: FID, P / R" for s in seeds_seen) + " | FID spread |",
+             "|---|" + "---|" * len(seeds_seen) + "---|"]
+    for key, v in sorted(by.items(), key=lambda kv: tuple(str(x) for x in kv[0])):
+        if len(v) < 2:
+            continue
+        r0 = next(iter(v.values()))
+        cells = [(f"{v[s]['fid']:.2f}, " + (f"{v[s]['precision']:.3f} / {v[s]['recall']:.3f}"
+                                             if "precision" in v[s] else "-")) if s in v else "-" for s in seeds_seen]
+        fids = [x["fid"] for x in v.values()]
+        lines.append(f"| {r0['series']} ({_name(r0)}, n = {r0['n']}) | " + " | ".join(cells)
+                     + f" | {max(fids) - min(fids):.2f} ({100 * (max(fids) - min(fids)) / (sum(fids) / len(fids)):.0f}% "
+                       "of the mean) |")
+    return "\n".join(lines) + "\n" if len(lines) > 2 else ""
