@@ -149,7 +149,7 @@ def seed_table(base: list[dict], repeats: list[dict], base_seed: int = 0) -> str
     seeds_seen = sorted({s for v in by.values() if len(v) > 1 for s in v})
     lines = ["| point | " + " | ".join(f"train seed {s}: FID, P / R" for s in seeds_seen) + " | FID spread |",
              "|---|" + "---|" * len(seeds_seen) + "---|"]
-    for key, v in sorted(by.items(), key=lambda kv: tuple(str(x) for x in kv[0])):
+    for key, v in sorted(by.items(), key=lambda kv: tuple((0, x) if isinstance(x, (int, float)) else (1, str(x)) for x in kv[0])):
         if len(v) < 2:
             continue
         r0 = next(iter(v.values()))
