@@ -104,7 +104,11 @@ def test_seed_table_pairs_the_same_setting_across_training_seeds_and_gives_the_s
 def test_seed_table_never_pairs_different_sampling_seeds_or_settings():
     base = [_pt("latent-dpmpp2m", 3.91, seed=0), _pt("latent-dpmpp2m", 3.5, guidance=3.0)]
     rep = [_pt("latent-dpmpp2m", 4.31, train_seed=1)]
-    assert frontier.seed_table(base, rep) == ""            # nothing was evaluated with two training seeds
+    rows = [x for x in frontier.seed_table(base, rep).splitlines() if x.startswith("| latent")]
+    # nothing was evaluated with two training seeds: the repeat stands alone, and says so
+    assert rows == ["| latent-dpmpp2m (T=16, n = 10000) | - | 4.31, 0.860 / 0.630 | "
+                    "no other training seed at this setting |"]
+    assert frontier.seed_table(base, []) == ""
 
 
 def test_seed_table_refuses_rows_that_would_fake_a_spread():

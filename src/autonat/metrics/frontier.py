@@ -129,13 +129,13 @@ def setting(r: dict) -> tuple:
 
 
 def seed_table(base: list[dict], repeats: list[dict], base_seed: int = 0) -> str:
-    """Markdown: each point evaluated with more than one training seed, one row per point: FID and
-    precision / recall per training seed, and the FID spread (max - min, and as a share of the
-    mean FID) across the seeds. `base`
-    rows without a `train_seed` field count as trained with `base_seed` (the frontier's models);
-    a repeat must name its seed. Only settings present in both lists are shown; a point measured
-    twice with one training seed is an error (it would pass as a seed spread). Empty string if no
-    point has two seeds."""
+    """Markdown, a row per setting evaluated in `repeats` (weights of another training seed): FID
+    and precision / recall per training seed, and the FID spread (max - min, and as a share of the
+    mean FID) across the seeds. `base` rows without a `train_seed` field count as trained with
+    `base_seed` (the frontier's models); a repeat must name its seed. A repeat with no base point
+    at the same setting (series, sampler setting, n, sampling seed) says so rather than vanishing;
+    a point measured twice with one training seed is an error (it would pass as a seed spread).
+    Empty string without repeats."""
     wanted = {setting(r) for r in repeats}
     by: dict[tuple, dict[int, dict]] = {}
     for r, default in [(r, base_seed) for r in base if setting(r) in wanted] + [(r, None) for r in repeats]:
@@ -146,17 +146,17 @@ def seed_table(base: list[dict], repeats: list[dict], base_seed: int = 0) -> str
         if seed in seeds:
             raise ValueError(f"{setting(r)} is evaluated twice with training seed {seed}")
         seeds[seed] = r
-    seeds_seen = sorted({s for v in by.values() if len(v) > 1 for s in v})
+    seeds_seen = sorted({base_seed} | {s for v in by.values() for s in v})
     lines = ["| point | " + " | ".join(f"train seed {s}: FID, P / R" for s in seeds_seen) + " | FID spread |",
              "|---|" + "---|" * len(seeds_seen) + "---|"]
-    for key, v in sorted(by.items(), key=lambda kv: tuple((0, x) if isinstance(x, (int, float)) else (1, str(x)) for x in kv[0])):
-        if len(v) < 2:
-            continue
+    def order(kv):                      # numbers as numbers (T=8 before T=16), None and text after
+        return tuple((0, x) if isinstance(x, (int, float)) else (1, str(x)) for x in kv[0])
+    for _, v in sorted(by.items(), key=order):
         r0 = next(iter(v.values()))
         cells = [(f"{v[s]['fid']:.2f}, " + (f"{v[s]['precision']:.3f} / {v[s]['recall']:.3f}"
                                              if "precision" in v[s] else "-")) if s in v else "-" for s in seeds_seen]
         fids = [x["fid"] for x in v.values()]
-        lines.append(f"| {r0['series']} ({_name(r0)}, n = {r0['n']}) | " + " | ".join(cells)
-                     + f" | {max(fids) - min(fids):.2f} ({100 * (max(fids) - min(fids)) / (sum(fids) / len(fids)):.0f}% "
-                       "of the mean) |")
+        spread = (f"{max(fids) - min(fids):.2f} ({100 * (max(fids) - min(fids)) / (sum(fids) / len(fids)):.0f}% of "
+                  "the mean)" if len(v) > 1 else "no other training seed at this setting")
+        lines.append(f"| {r0['series']} ({_name(r0)}, n = {r0['n']}) | " + " | ".join(cells) + f" | {spread} |")
     return "\n".join(lines) + "\n" if len(lines) > 2 else ""
