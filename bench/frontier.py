@@ -113,11 +113,10 @@ def read_rows(out: Path) -> list[dict]:
     return rows
 
 
-def table(out: Path) -> str:
+def table(rows: list[dict]) -> str:
     """Every point: FID with precision / recall, NFE (network passes per image), FLOPs (generator
     only; the tokenizer decoder is extra for the token models), time per image in the FID run,
     batch-1 latency."""
-    rows = read_rows(out)
     lines = ["| series | T | guidance | n | FID | precision / recall | NFE | GFLOPs / image | s / image (batched) "
              "| latency b1 (ms) |", "|---|---|---|---|---|---|---|---|---|---|"]
 
@@ -141,11 +140,10 @@ def family(series: str) -> str | None:
     return next((name for name, prefix in PEER_FAMILIES if series.startswith(prefix)), None)
 
 
-def comparison(out: Path) -> str:
+def comparison(rows: list[dict]) -> str:
     """ONE table: each NAT series' best point against each peer family's frontier (pixel diffusion
     without its guidance sweep; the latent and AR peers over every setting measured)."""
     from autonat.metrics.frontier import comparison_table
-    rows = read_rows(out)
     nats = {}
     for r in rows:
         if family(r["series"]) is None and (r["series"] not in nats or r["fid"] < nats[r["series"]]["fid"]):
@@ -211,13 +209,13 @@ def main() -> None:
     write_table(out)
 
 
-def seeds(out: Path) -> str:
+def seeds(rows: list[dict], out: Path) -> str:
     """The training-seed repeats: points in OUT/seeds/*.jsonl (evaluations of a second training seed's
     weights, each row naming its `train_seed`) beside the same settings in OUT (the frontier's models,
     all trained with seed 0)."""
     from autonat.metrics.frontier import seed_table
     repeats = read_rows(out / "seeds") if (out / "seeds").is_dir() else []
-    text = seed_table(read_rows(out), repeats) if repeats else ""
+    text = seed_table(rows, repeats) if repeats else ""
     return "Training seeds (same sampler setting, n and sampling seed; only the weights differ):\n\n" + text \
         if text else ""
 
@@ -225,8 +223,9 @@ def seeds(out: Path) -> str:
 def write_table(out: Path) -> None:
     """OUT/table.md (every point, the one comparison table, the training-seed repeats) and
     OUT/frontier.png."""
-    text = table(out) + "\n" + comparison(out)
-    if s := seeds(out):
+    rows = read_rows(out)
+    text = table(rows) + "\n" + comparison(rows)
+    if s := seeds(rows, out):
         text += "\n" + s
     (out / "table.md").write_text(text)
     subprocess.run([sys.executable, "-m", "autonat", "plot", "frontier", *map(str, sorted(out.glob("*.jsonl"))),

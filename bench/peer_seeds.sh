@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# A second training seed of each peer family's headline point (issue 26, criterion 4), unattended,
+# A second training seed of each peer family's headline point, unattended,
 # resumable and idempotent, one heavy job at a time:
 #
 #   nohup bash bench/peer_seeds.sh runs/frontier2 > runs/peer_seeds.out 2>&1 &

@@ -149,6 +149,7 @@ def seed_table(base: list[dict], repeats: list[dict], base_seed: int = 0) -> str
     seeds_seen = sorted({base_seed} | {s for v in by.values() for s in v})
     lines = ["| point | " + " | ".join(f"train seed {s}: FID, P / R" for s in seeds_seen) + " | FID spread |",
              "|---|" + "---|" * len(seeds_seen) + "---|"]
+
     def order(kv):                      # numbers as numbers (T=8 before T=16), None and text after
         return tuple((0, x) if isinstance(x, (int, float)) else (1, str(x)) for x in kv[0])
     for _, v in sorted(by.items(), key=order):
@@ -156,7 +157,8 @@ def seed_table(base: list[dict], repeats: list[dict], base_seed: int = 0) -> str
         cells = [(f"{v[s]['fid']:.2f}, " + (f"{v[s]['precision']:.3f} / {v[s]['recall']:.3f}"
                                              if "precision" in v[s] else "-")) if s in v else "-" for s in seeds_seen]
         fids = [x["fid"] for x in v.values()]
-        spread = (f"{max(fids) - min(fids):.2f} ({100 * (max(fids) - min(fids)) / (sum(fids) / len(fids)):.0f}% of "
-                  "the mean)" if len(v) > 1 else "no other training seed at this setting")
+        d = max(fids) - min(fids)
+        spread = (f"{d:.2f} ({100 * d * len(fids) / sum(fids):.0f}% of the mean)" if len(v) > 1
+                  else "no other training seed at this setting")
         lines.append(f"| {r0['series']} ({_name(r0)}, n = {r0['n']}) | " + " | ".join(cells) + f" | {spread} |")
     return "\n".join(lines) + "\n" if len(lines) > 2 else ""

@@ -17,11 +17,10 @@ The family (t = 1..T, x = t / T) is built around a template strategy (the search
     s(t)    = the same, end points e, f
 theta = [log q, a, b, c, d, e, f]; `fit_family(template)` gives q0 (least squares on log u vs
 log x) and the template's end points, so the family holds the template exactly at its fit, and
-holds the old family (cosine r, linear ramps) exactly for cosine / linear templates. Without the
-template's own shapes, a start such as Halton's (arcsin r, tau1 = 1 / linear multiplier) was
-replaced by its nearest cosine / linear member, worse than the start (2.27 vs 2.07 on the arccos
-Halton model), and every compass move was measured around that point instead of the start.
-Knobs not searched keep their values; rounding, token order and
+is the cosine r / linear-ramp family exactly for cosine / linear templates. Any other start (for
+instance Halton's arcsin r and 1 / linear tau1) is held exactly too, so every compass move is
+measured around the start itself rather than around its nearest cosine / linear member (which can
+be worse than the start). Knobs not searched keep their values; rounding, token order and
 always_uncond come from the start. Compass search: try +-step on each coordinate (in a seeded
 order), move to the first improvement and keep going that way while it improves; when no
 coordinate improves, halve every step; stop at the evaluation budget or when steps are tiny.
