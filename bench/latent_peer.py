@@ -3,7 +3,8 @@ grid with a U-ViT of the NAT's size, trained on the same token cache for the sam
 by the same tokenizer. Train it, then score it with autonat's FID code and cost counters
 (comparable with every NAT point: `fid_fmnist`, the class-balanced labels of
 `ClassConditioner.for_evaluation(n, seed)`, 10k samples vs the 60k training images, bf16 sampling
-in batches of 32 as the NAT's chunks, the same threads).
+in calls of 32 images by default (--batch-size 16 gives the NAT's 32-row calls, guidance pair
+included), the same threads).
 
     python bench/latent_peer.py train --tokens runs/reference/tokens-train --out runs/latent/seed0 [--seed 1]
     python bench/latent_peer.py evaluate --model runs/latent/seed0/model --steps 2 4 8 16 \\
@@ -32,7 +33,7 @@ from autonat.jobs import JsonlLog
 from autonat.metrics.cost import count_flops, time_call
 from autonat.metrics.reference import extract, load_extractor, reference_features
 
-BATCH = 32      # rows per sampling call: the NAT's chunk size
+BATCH = 32      # images per sampling call (64 rows with guidance)
 
 
 def generate(model, schedule: ScheduleConfig, codec, solver: str, steps: int, w: float, labels: torch.Tensor,
@@ -64,7 +65,7 @@ def cmd_evaluate(a) -> None:
     log = JsonlLog(a.out)
     for steps, w in itertools.product(a.steps, a.guidance):
         t0 = time.perf_counter()
-        images = generate(fast, schedule, codec, a.solver, steps, w, labels, a.seed, a.snap)
+        images = generate(fast, schedule, codec, a.solver, steps, w, labels, a.seed, a.snap, a.batch_size)
         seconds = time.perf_counter() - t0
         feats, probs = extract(net, images)
         res = score(feats, probs, ref, net.metric_name, EvalConfig(n=a.n, seed=a.seed))
@@ -76,7 +77,7 @@ def cmd_evaluate(a) -> None:
         row = {"series": f"latent-{a.solver}" + ("-snap" if a.snap else ""), "solver": a.solver, "steps": steps,
                "guidance": w, "snap": a.snap, "nfe": steps * passes_per_step(w), "n": a.n,
                "seed": a.seed, **res, "train_seed": meta["train"]["seed"], "flops_per_image": flops,
-               "gflops_per_image": round(flops / 1e9, 4), "seconds_per_image": seconds / a.n, "batch_size": BATCH,
+               "gflops_per_image": round(flops / 1e9, 4), "seconds_per_image": seconds / a.n, "batch_size": a.batch_size,
                "latency_ms_b1": round(1000 * lat["median_s"], 2), "threads": torch.get_num_threads(),
                "loadavg_1m": round(os.getloadavg()[0], 2)}
         log.write(row)
@@ -103,8 +104,12 @@ def main() -> None:
     e.add_argument("--snap", action="store_true", help="decode the nearest codes instead of the vectors")
     e.add_argument("--n", type=int, default=10000)
     e.add_argument("--seed", type=int, default=1_000_000)
+    e.add_argument("--batch-size", type=int, default=BATCH,
+                   help="images per sampling call (the noise of image i does not depend on it)")
     e.add_argument("--out", required=True)
     a = ap.parse_args()
+    if a.cmd == "evaluate" and a.batch_size < 1:
+        ap.error(f"--batch-size must be >= 1, got {a.batch_size}")
     {"train": cmd_train, "evaluate": cmd_evaluate}[a.cmd](a)
 
 
