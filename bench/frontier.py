@@ -6,6 +6,7 @@ training images, with FLOPs per image, images/s at batch 256 and batch-1 latency
 token decoding + tokenizer decoding for the NATs, the whole solver loop for diffusion).
 
     python bench/frontier.py --out runs/frontier [--n 10000] [--diffusion auto|DIR|""]
+    python bench/frontier.py --out runs/frontier --retime runs/retime/nat.jsonl [--series ...]   # times only
 
 One JSONL file per series in OUT (resumable: points already there are skipped), then
 OUT/frontier.png (FID vs GFLOPs and vs seconds/image) and OUT/table.md (every point, then the
@@ -74,13 +75,43 @@ def nat_point(series: str, model: str, strategy: str, steps: int, n: int, seed: 
           f"{r['images_per_second']:.0f} img/s, {r['latency_ms_b1']:.0f} ms", flush=True)
 
 
+def retime(out: Path, series: list[str] | None, path: Path, repeats: int = 3) -> None:
+    """Time each NAT series' best point in OUT again, now, without FID: batch 256 end to end (token
+    and tokenizer decoding, as in the FID run) and batch-1 latency. Rows go to PATH (keep it outside
+    OUT), so NAT and peer timings can be compared within one window of this shared machine."""
+    from autonat.metrics.cost import time_call
+    from autonat.pipeline import Pipeline
+    best = {}
+    for r in read_rows(out):
+        if family(r["series"]) is None and (series is None or r["series"] in series) \
+                and (r["series"] not in best or r["fid"] < best[r["series"]]["fid"]):
+            best[r["series"]] = r
+    if missing := sorted(set(series or []) - set(best)):
+        sys.exit(f"error: --series {' '.join(missing)}: no NAT point of that series in {out}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for name, r in sorted(best.items()):
+        pipe = Pipeline.from_pretrained(r["model_name"])
+        st = pipe.strategy(r["strategy_spec"], r["steps"])
+        gen = torch.Generator()
+        sec = time_call(lambda: pipe(list(range(10)) * 25 + list(range(6)), num_steps=r["steps"], strategy=st,
+                                     generator=gen.manual_seed(0), progress=False), repeats, warmup=1)["median_s"]
+        row = {"series": name, "steps": r["steps"], "fid_in_out": r["fid"], "seconds_per_image": sec / 256,
+               "seconds_per_image_in_out": r["seconds_per_image"], "latency_ms_b1": round(latency_ms(pipe, st, r["steps"]), 2),
+               "threads": torch.get_num_threads(), "loadavg_1m": round(os.getloadavg()[0], 2), "time": time.time()}
+        with open(path, "a") as f:
+            f.write(json.dumps(row) + "\n")
+        print(f"{name} T={r['steps']}: {1000 * sec / 256:.1f} ms / image now ({1000 * r['seconds_per_image']:.1f} in OUT), "
+              f"latency {row['latency_ms_b1']:.0f} ms", flush=True)
+
+
 def diffusion_points(model: str, n: int, seed: int, out: Path, guidance: float, sweep_steps: int,
                      sweep: list[float], sweep_n: int, steps: list[int], ddim_steps: list[int],
                      speed: list[str]) -> None:
-    """The diffusion points, sampled at batch 256 like the NATs: the timed sampling run of the FID
-    is the batch-256 throughput (extra speed-only runs only with --speed-repeats > 0)."""
+    """The diffusion points, sampled in calls of 16 images (32-row model calls with guidance, as the
+    NATs' chunks); the point's time is the batch-256 speed run in such calls (with --speed-repeats 0:
+    the FID run's)."""
     py = [sys.executable, str(Path(__file__).parent / "diffusion" / "evaluate.py"), "--model", model, "--seed", str(seed),
-          "--batch-size", "256", *speed]
+          "--batch-size", "16", "--chunk", "16", *speed]
     todo = [("dpmpp2m", s, guidance, n) for s in steps] + [("ddim", s, guidance, n) for s in ddim_steps]
     todo += [("dpmpp2m", sweep_steps, w, sweep_n) for w in sweep if w != guidance]
     for sched, steps, w, npts in todo:
@@ -96,7 +127,6 @@ def diffusion_points(model: str, n: int, seed: int, out: Path, guidance: float, 
             r["series"], r["label"] = f"diffusion-dpmpp2m (w sweep, T={steps})", f"w={w:g}"
         else:
             r["series"] = name
-        r["seconds_per_image"] = r["sample_seconds"] / npts
         r.setdefault("images_per_second_b256", r["images_per_second"])
         lines = path.read_text().splitlines()[:-1] + [json.dumps(r)]
         path.write_text("\n".join(lines) + "\n")
@@ -174,15 +204,21 @@ def main() -> None:
     ap.add_argument("--diffusion-steps", type=int, nargs="+", default=[5, 8, 10, 15, 20, 50],
                     help="DPM-Solver++ step counts, run in this order")
     ap.add_argument("--ddim-steps", type=int, nargs="*", default=[50], help="DDIM step counts (none: skip DDIM)")
-    ap.add_argument("--speed-repeats", type=int, default=0,
-                    help="extra diffusion batch-256 speed-only runs per point (0: the FID sampling run, at "
-                         "batch 256, is the throughput measurement, as for the NATs)")
+    ap.add_argument("--speed-repeats", type=int, default=3,
+                    help="diffusion batch-256 speed runs per point, after the thread guard re-checked what "
+                         "else uses the CPU (0: the FID sampling run is the throughput measurement)")
     ap.add_argument("--latency-repeats", type=int, default=10, help="diffusion batch-1 latency runs per point")
     ap.add_argument("--table-only", action="store_true", help="measure nothing: rewrite OUT/table.md and the plot")
+    ap.add_argument("--retime", type=Path, default=None, metavar="FILE",
+                    help="only re-time the best point of each NAT series in OUT (or of --series) into FILE")
     args = ap.parse_args()
     out = Path(args.out)
     if args.table_only:
         return write_table(out)
+    if args.retime is not None:
+        if args.retime.resolve().parent == out.resolve():
+            ap.error(f"--retime {args.retime}: keep it outside {out} (its *.jsonl files are the frontier's points)")
+        return retime(out, args.series, args.retime)
     if args.diffusion:
         sys.path.insert(0, str(Path(__file__).parent / "diffusion"))
         from choice import choose

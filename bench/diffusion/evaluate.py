@@ -12,7 +12,10 @@ one scheduler (and one guidance) per file. Several --steps / --guidance values e
 
 Measured per point: FID (+ IS) at n / seed; FLOPs of sampling ONE image (FlopCounterMode over the
 whole solver loop, both guidance passes); images/s at batch 256 and batch-1 latency (median of
-repeats, sampling only); sample_seconds = wall-clock of generating the n images. The labels are
+repeats, sampling only); sample_seconds = wall-clock of generating the n images;
+seconds_per_image = the batch-256 speed run's time per image when there is one (else the FID run's).
+For the NATs' engineering (32-row model calls, guidance pair included) pass --chunk 16
+(and --batch-size 16 for the FID run). The labels are
 those of every NAT evaluation (`ClassConditioner.for_evaluation(n, seed)`).
 """
 from __future__ import annotations
@@ -114,7 +117,19 @@ def evaluate_point(model, net, schedule, meta: dict, a, scheduler: str, steps: i
                 "sample_threads": threads, "sample_others_cpu": round(sum(others[1:]) / max(1, len(others) - 1), 3)})
     res.update(speed(net, schedule, scheduler, steps, w, a.precision == "autocast", a.speed_repeats,
                      a.latency_repeats, guard, a.chunk))
+    res.update(time_per_image(res))
     return res
+
+
+def time_per_image(res: dict) -> dict:
+    """The point's `seconds_per_image`: the dedicated speed run (sampling only, taken after checking
+    that nothing else uses the CPU) when there was one, else the FID run's wall-clock, whose batches
+    may have shared the CPU (its `sample_threads` shows where the guard dropped to fewer threads)."""
+    if "images_per_second_b256" in res:
+        return {"seconds_per_image": 1 / res["images_per_second_b256"],
+                "seconds_per_image_from": f"speed run: 256 images in calls of {res['speed_chunk']}"}
+    return {"seconds_per_image": res["sample_seconds"] / res["n"],
+            "seconds_per_image_from": f"FID run: {res['n']} images in calls of {res['batch_size']}"}
 
 
 def parse_args(argv=None):
