@@ -26,6 +26,8 @@ from pathlib import Path
 
 import torch
 
+from autonat.metrics.frontier import peer_family
+
 NAT_SERIES = [  # (series, model, strategy, steps); hand presets at T = 2, 3 (no searched strategy there)
     ("uvit-maskgit", "fashion-mnist", "maskgit", [2, 3, 4, 8]),
     ("uvit-enat-preset", "fashion-mnist", "enat", [2, 3, 4, 8]),
@@ -37,6 +39,16 @@ NAT_SERIES = [  # (series, model, strategy, steps); hand presets at T = 2, 3 (no
     ("enat-halton", "fashion-mnist-enat", "halton:1,1,1,0", [8]),
     ("enat-halton-published", "fashion-mnist-enat", "halton", [4, 8]),
 ]
+
+
+def arccos_series(root: Path) -> list[tuple]:
+    """The Halton sampler on the U-ViT trained with the arccos p(r) of the Halton paper: the
+    published settings, the plain order, and its Halton + AutoNAT search, at T = 8."""
+    model, search = root / "uvit-small", root / "search-T8" / "best_strategy.json"
+    if not (model / "model.safetensors").is_file():
+        return []
+    rows = [("arccos-halton-published", str(model), "halton", [8]), ("arccos-halton", str(model), "halton:1,1,1,0", [8])]
+    return rows + ([("arccos-halton+autonat", str(model), str(search), [8])] if search.is_file() else [])
 
 
 def done(path: Path, key: dict) -> bool:
@@ -83,7 +95,7 @@ def retime(out: Path, series: list[str] | None, path: Path, repeats: int = 3) ->
     from autonat.pipeline import Pipeline
     best = {}
     for r in read_rows(out):
-        if family(r["series"]) is None and (series is None or r["series"] in series) \
+        if peer_family(r["series"]) is None and (series is None or r["series"] in series) \
                 and (r["series"] not in best or r["fid"] < best[r["series"]]["fid"]):
             best[r["series"]] = r
     if missing := sorted(set(series or []) - set(best)):
@@ -159,27 +171,16 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-PEER_FAMILIES = [  # (name in the table, series prefix): each family's points form one peer frontier
-    ("pixel diffusion", "diffusion-"),
-    ("latent diffusion", "latent-"),
-    ("autoregressive", "ar"),
-]
-
-
-def family(series: str) -> str | None:
-    return next((name for name, prefix in PEER_FAMILIES if series.startswith(prefix)), None)
-
-
 def comparison(rows: list[dict]) -> str:
     """ONE table: each NAT series' best point against each peer family's frontier (pixel diffusion
     without its guidance sweep; the latent and AR peers over every setting measured)."""
-    from autonat.metrics.frontier import comparison_table
+    from autonat.metrics.frontier import PEER_FAMILIES, comparison_table
     nats = {}
     for r in rows:
-        if family(r["series"]) is None and (r["series"] not in nats or r["fid"] < nats[r["series"]]["fid"]):
+        if peer_family(r["series"]) is None and (r["series"] not in nats or r["fid"] < nats[r["series"]]["fid"]):
             nats[r["series"]] = r
-    families = {name: [r for r in rows if family(r["series"]) == name and "sweep" not in r["series"]]
-                for name, _ in PEER_FAMILIES}
+    families = {name: [r for r in rows if peer_family(r["series"]) == name and "sweep" not in r["series"]]
+                for name in PEER_FAMILIES}
     return comparison_table(nats, families) if nats else ""
 
 
@@ -190,6 +191,9 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=10**6, help="fresh seeds, never used by a search")
     ap.add_argument("--halton-search", default="runs/search-halton-T8/best_strategy.json",
                     help="Halton + AutoNAT strategy file (skipped if absent)")
+    ap.add_argument("--halton-arccos", default="runs/halton-arccos", type=Path,
+                    help="the U-ViT trained with Halton's arccos p(r) (DIR/uvit-small) and its Halton + AutoNAT "
+                         "search (DIR/search-T8/best_strategy.json): their T = 8 points (skipped if absent)")
     ap.add_argument("--series", nargs="*", default=None,
                     help="NAT series to measure (default: all; none: only diffusion / the table)")
     ap.add_argument("--steps", type=int, nargs="*", default=None, help="only these T of the NAT series")
@@ -231,6 +235,7 @@ def main() -> None:
     series = list(NAT_SERIES)
     if Path(args.halton_search).is_file():
         series.append(("uvit-halton+autonat", "fashion-mnist", args.halton_search, [8]))
+    series += arccos_series(args.halton_arccos)
     for name, model, strategy, steps in series:
         if args.series is not None and name not in args.series:
             continue

@@ -73,6 +73,16 @@ def test_one_table_holds_every_nat_point_against_every_peer_family_and_marks_con
     assert "not reached" in uvit_latent and "T=16: FID 3.90; 3.5x time, 3.2x FLOPs" in uvit_latent
 
 
+def test_peer_family_is_the_series_stem_never_a_mere_prefix():
+    fam = frontier.peer_family
+    assert fam("ar") == fam("ar-b32") == "autoregressive"
+    assert fam("diffusion-dpmpp2m") == fam("diffusion-dpmpp2m (w sweep, T=10)") == "pixel diffusion"
+    assert fam("latent-dpmpp2m-snap") == "latent diffusion"
+    # NAT series whose names merely begin with a stem's letters are NATs, not peers
+    for nat in ["arccos-halton+autonat", "arccos-halton", "uvit-autonat", "enat-halton-published", "latents-nat"]:
+        assert fam(nat) is None, nat
+
+
 def test_read_frontier_labels_points_by_their_label_field_else_by_steps(tmp_path):
     from autonat.plots import read_frontier
     f = tmp_path / "d.jsonl"

@@ -17,6 +17,19 @@ import math
 
 PLATEAU = 1.10          # a point is "inside the plateau" when its FID <= 1.10 x the best FID
 
+PEER_FAMILIES = {  # name in the tables -> the series stem of its points ("ar", "ar-...", never "arccos-...")
+    "pixel diffusion": "diffusion",
+    "latent diffusion": "latent",
+    "autoregressive": "ar",
+}
+
+
+def peer_family(series: str) -> str | None:
+    """The peer family a series belongs to (its name is the stem or starts with stem + "-"), or
+    None for a NAT series."""
+    return next((name for name, stem in PEER_FAMILIES.items() if series == stem or series.startswith(stem + "-")),
+                None)
+
 
 def equal_fid_cost(fid: float, peer: list[dict], key: str = "seconds_per_image") -> float | None:
     """The peer cost (`key`) needed to reach `fid`: the cheapest point at or below it, or a
