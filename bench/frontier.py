@@ -93,11 +93,7 @@ def retime(out: Path, series: list[str] | None, path: Path, repeats: int = 3) ->
     OUT), so NAT and peer timings can be compared within one window of this shared machine."""
     from autonat.metrics.cost import time_call
     from autonat.pipeline import Pipeline
-    best = {}
-    for r in read_rows(out):
-        if peer_family(r["series"]) is None and (series is None or r["series"] in series) \
-                and (r["series"] not in best or r["fid"] < best[r["series"]]["fid"]):
-            best[r["series"]] = r
+    best = {k: r for k, r in best_nat_points(read_rows(out)).items() if series is None or k in series}
     if missing := sorted(set(series or []) - set(best)):
         sys.exit(f"error: --series {' '.join(missing)}: no NAT point of that series in {out}")
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -105,7 +101,7 @@ def retime(out: Path, series: list[str] | None, path: Path, repeats: int = 3) ->
         pipe = Pipeline.from_pretrained(r["model_name"])
         st = pipe.strategy(r["strategy_spec"], r["steps"])
         gen = torch.Generator()
-        sec = time_call(lambda: pipe(list(range(10)) * 25 + list(range(6)), num_steps=r["steps"], strategy=st,
+        sec = time_call(lambda: pipe([i % 10 for i in range(256)], num_steps=r["steps"], strategy=st,
                                      generator=gen.manual_seed(0), progress=False), repeats, warmup=1)["median_s"]
         row = {"series": name, "steps": r["steps"], "fid_in_out": r["fid"], "seconds_per_image": sec / 256,
                "seconds_per_image_in_out": r["seconds_per_image"], "latency_ms_b1": round(latency_ms(pipe, st, r["steps"]), 2),
@@ -171,14 +167,20 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def best_nat_points(rows: list[dict]) -> dict[str, dict]:
+    """Each NAT series' lowest-FID point (peer-family series left out)."""
+    best = {}
+    for r in rows:
+        if peer_family(r["series"]) is None and (r["series"] not in best or r["fid"] < best[r["series"]]["fid"]):
+            best[r["series"]] = r
+    return best
+
+
 def comparison(rows: list[dict]) -> str:
     """ONE table: each NAT series' best point against each peer family's frontier (pixel diffusion
     without its guidance sweep; the latent and AR peers over every setting measured)."""
     from autonat.metrics.frontier import PEER_FAMILIES, comparison_table
-    nats = {}
-    for r in rows:
-        if peer_family(r["series"]) is None and (r["series"] not in nats or r["fid"] < nats[r["series"]]["fid"]):
-            nats[r["series"]] = r
+    nats = best_nat_points(rows)
     families = {name: [r for r in rows if peer_family(r["series"]) == name and "sweep" not in r["series"]]
                 for name in PEER_FAMILIES}
     return comparison_table(nats, families) if nats else ""
